@@ -1,0 +1,1 @@
+"""Wharf: five business data APIs from one fast, safe core."""

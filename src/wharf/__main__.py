@@ -1,0 +1,3 @@
+from wharf.cli import app
+
+app(prog_name="wharf")

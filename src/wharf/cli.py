@@ -1,0 +1,101 @@
+"""The `wharf` command: serve, migrate, demo data, users and tokens."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy import Connection, select
+
+from wharf.accounts import service as accounts
+from wharf.accounts.cli import tokens, users
+from wharf.accounts.models import User
+from wharf.core.config import Settings
+from wharf.core.db import engine_for
+from wharf.core.errors import WharfError
+from wharf.core.migrate import check_schema, upgrade
+from wharf.crm import demo as crm_demo
+
+app = typer.Typer(help="Wharf: five business data APIs from one core.", no_args_is_help=True)
+app.add_typer(users, name="users")
+app.add_typer(tokens, name="tokens")
+
+DEMO_ADMIN = "admin@wharf.local"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (Swagger UI at /docs)."""
+    try:
+        check_schema(engine_for(Settings()))
+    except WharfError as exc:
+        typer.secho(exc.detail, fg="red", err=True)
+        raise typer.Exit(1) from exc
+    uvicorn.run(
+        "wharf.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # Wharf logs each request itself, as JSON
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    upgrade(engine_for(Settings()))
+    typer.echo("Database is up to date.")
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo data once, make sure an admin exists, and print how to log in."""
+    settings = Settings()
+    engine = engine_for(settings)
+    password_file = settings.var_dir / "demo-admin-password"
+    with engine.begin() as conn:
+        loaded = crm_demo.load(conn)
+        admin = _ensure_admin(conn, password_file)
+        token = accounts.issue_token(
+            conn,
+            user_id=admin,
+            name="make run",
+            scopes=frozenset({"read", "write", "admin"}),
+            lifetime=timedelta(days=1),
+        )
+    typer.echo("Demo data loaded." if loaded else "Demo data already present; kept as it is.")
+    typer.echo(
+        f"\nLog in at http://127.0.0.1:8000/docs (Authorize) as {DEMO_ADMIN} with the password\n"
+        f"in {password_file}, or use this bearer token (valid for 24 hours):\n\n"
+        f"  export TOKEN={token}\n"
+        '  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/companies/1/customers\n'
+    )
+
+
+def _ensure_admin(conn: Connection, password_file: Path) -> int:
+    found = conn.execute(select(User.id).where(User.email == DEMO_ADMIN)).scalar()
+    if found is not None:
+        return int(found)
+    password = secrets.token_urlsafe(12)
+    row = accounts.create_user(
+        conn, email=DEMO_ADMIN, name="Demo admin", password=password, role="admin"
+    )
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    # Readable by the owner only; the password is never printed or logged.
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return int(row["id"])

@@ -1,0 +1,139 @@
+"""Versioned rows: the insert, fetch, update and delete every domain's resources share.
+
+Every write is one statement guarded by `version = :expected`, so two writers can never both
+win, on SQLite or PostgreSQL, and a loser learns the current version instead of a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute
+
+from wharf.core.concurrency import Precondition
+from wharf.core.db import Base, utcnow
+from wharf.core.errors import Conflict, NotFound
+from wharf.core.pagination import Page
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A table exposed over HTTP: its label for messages, its columns, and its path."""
+
+    model: type[Base]
+    label: str
+    path: str
+    columns: Sequence[InstrumentedAttribute[Any]]
+
+    @property
+    def id(self) -> ColumnElement[int]:
+        return cast(ColumnElement[int], self.model.__table__.c.id)
+
+    @property
+    def version(self) -> ColumnElement[int]:
+        return cast(ColumnElement[int], self.model.__table__.c.version)
+
+    def render(self, base: str, row: Any) -> dict[str, Any]:
+        """A row as the API shows it, with its absolute `url`."""
+        return {"id": row["id"], "url": f"{base}{self.path}/{row['id']}", **row}
+
+
+def _integrity(res: Resource, exc: IntegrityError) -> Conflict:
+    # Reached only when a concurrent write slipped past the service's own checks.
+    return Conflict(f"The {res.label.lower()} conflicts with data changed concurrently: {exc.orig}")
+
+
+def fetch(conn: Connection, res: Resource, item_id: int) -> dict[str, Any]:
+    row = conn.execute(select(*res.columns).where(res.id == item_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"No {res.label.lower()} {item_id}.")
+    return dict(row)
+
+
+def exists(conn: Connection, res: Resource, item_id: int) -> bool:
+    return conn.execute(select(res.id).where(res.id == item_id)).first() is not None
+
+
+def create(conn: Connection, res: Resource, values: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    try:
+        row = (
+            conn.execute(
+                insert(res.model)
+                .values(**values, version=1, created_at=now, updated_at=now)
+                .returning(*res.columns)
+            )
+            .mappings()
+            .one()
+        )
+    except IntegrityError as exc:
+        raise _integrity(res, exc) from exc
+    return dict(row)
+
+
+def change(
+    conn: Connection,
+    res: Resource,
+    item_id: int,
+    values: dict[str, Any],
+    expected: Precondition,
+) -> dict[str, Any]:
+    """Apply `values` only if the row is still at the expected version; bump the version."""
+    if not values:  # an empty PATCH changes nothing, so it must not bump the version either
+        current = fetch(conn, res, item_id)
+        if current["version"] != expected.version:
+            raise expected.stale(current["version"], f"{res.label} {item_id}")
+        return current
+    try:
+        row = (
+            conn.execute(
+                update(res.model)
+                .where(res.id == item_id, res.version == expected.version)
+                .values(**values, version=res.version + 1, updated_at=utcnow())
+                .returning(*res.columns)
+            )
+            .mappings()
+            .first()
+        )
+    except IntegrityError as exc:
+        raise _integrity(res, exc) from exc
+    if row is None:
+        current = fetch(conn, res, item_id)  # NotFound if it is gone
+        raise expected.stale(current["version"], f"{res.label} {item_id}")
+    return dict(row)
+
+
+def remove(conn: Connection, res: Resource, item_id: int, expected: Precondition | None) -> None:
+    where = [res.id == item_id]
+    if expected is not None:
+        where.append(res.version == expected.version)
+    try:
+        deleted = conn.execute(delete(res.model).where(*where)).rowcount
+    except IntegrityError as exc:
+        raise _integrity(res, exc) from exc
+    if deleted == 0:
+        current = fetch(conn, res, item_id)
+        if expected is not None:
+            raise expected.stale(current["version"], f"{res.label} {item_id}")
+
+
+def page(
+    conn: Connection,
+    res: Resource,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    order: Sequence[ColumnElement[Any]],
+    page: Page,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of rows and the total that match."""
+    total = conn.execute(select(func.count()).select_from(res.model).where(*where)).scalar_one()
+    if total == 0 or page.offset >= total:
+        return [], total
+    rows = conn.execute(
+        select(*res.columns).where(*where).order_by(*order).limit(page.limit).offset(page.offset)
+    ).mappings()
+    return [dict(r) for r in rows], total

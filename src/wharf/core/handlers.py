@@ -1,0 +1,98 @@
+"""Exception handlers: every error, the framework's own included, becomes problem+json."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from wharf.core.errors import WharfError
+from wharf.core.responses import problem
+
+log = logging.getLogger("wharf.errors")
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+async def wharf_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WharfError)
+    return problem(
+        exc.status,
+        exc.title,
+        exc.detail,
+        request.url.path,
+        type_=exc.type,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = str(exc.detail)
+    if status == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}. See /docs for the endpoints."
+    elif status == 405:
+        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}."
+    return problem(
+        status, _title(status), detail, request.url.path, headers=dict(exc.headers or {})
+    )
+
+
+def _clean(err: dict[str, Any]) -> dict[str, Any]:
+    # Pydantic's ctx may hold exception objects; keep the JSON-safe fields clients act on.
+    return {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err["type"]}
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean(e) for e in exc.errors()]
+    bad_json = next((e for e in errors if e["type"] == "json_invalid"), None)
+    if bad_json is not None:
+        return problem(
+            400,
+            "Malformed JSON",
+            f"The request body is not valid JSON: {bad_json['msg']}.",
+            request.url.path,
+        )
+    summary = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+        for e in errors[:5]
+    )
+    return problem(
+        422,
+        "Unprocessable content",
+        f"The request is not valid: {summary}.",
+        request.url.path,
+        extra={"errors": errors},
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", "-")
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    return problem(
+        500,
+        "Internal server error",
+        f"Something went wrong on our side. Quote request id {request_id} when reporting it.",
+        request.url.path,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(WharfError, wharf_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,171 @@
+"""The parts of the HTTP contract that hold before routing, as one pure ASGI layer.
+
+Hand-written rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream copy
+per request; this layer only rewrites the scope and, rarely, answers on its own.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wharf.core.responses import PROBLEM_JSON, problem_body
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json", "application/problem+json"})
+
+
+def _accepts_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        if media.strip().lower() not in _JSON_ACCEPTS:
+            continue
+        q = re.search(r"q\s*=\s*([0-9.]+)", params)
+        if q is None or float(q.group(1) or 0) > 0:
+            return True
+    return False
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class HttpContract:
+    """Request ids, trailing slashes, 406/415 negotiation and the body size limit (413)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        api_prefix: str = "/api/",
+        form_paths: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.api_prefix = api_prefix
+        self.form_paths = frozenset(form_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # Same resource with or without the slash, and no redirect round trip.
+            path = path.rstrip("/") or "/"
+            scope["path"] = path
+            scope["raw_path"] = path.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        if path.startswith(self.api_prefix):
+            refusal = self._refuse(scope["method"].encode(), path, headers)
+            if refusal is not None:
+                await _send_problem(send_with_id, path, *refusal)
+                return
+            if scope["method"].encode() in _BODY_METHODS:
+                body = await _read_body(receive, self.max_body_bytes)
+                if body is None:
+                    await _send_problem(
+                        send_with_id,
+                        path,
+                        413,
+                        "Content too large",
+                        f"The request body exceeds {self.max_body_bytes} bytes.",
+                    )
+                    return
+                receive = _replay(body, receive)
+        await self.app(scope, receive, send_with_id)
+
+    def _refuse(
+        self, method: bytes, path: str, headers: dict[str, str]
+    ) -> tuple[int, str, str] | None:
+        accept = headers.get("accept")
+        if accept and not _accepts_json(accept):
+            return (
+                406,
+                "Not acceptable",
+                (f"This API only produces application/json; the Accept header was {accept!r}."),
+            )
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return 400, "Bad request", "Content-Length is not a number."
+            if int(length) > self.max_body_bytes:
+                return (
+                    413,
+                    "Content too large",
+                    (f"The request body of {length} bytes exceeds {self.max_body_bytes} bytes."),
+                )
+        has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+        if method in _BODY_METHODS and has_body and path not in self.form_paths:
+            ctype = headers.get("content-type", "")
+            if not _is_json(ctype):
+                return (
+                    415,
+                    "Unsupported media type",
+                    (f"Send the body as application/json; got {ctype or 'no Content-Type'}."),
+                )
+        return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, upstream: Receive) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await upstream()  # later calls wait for the client's disconnect, as usual
+
+    return receive
+
+
+async def _send_problem(send: Send, path: str, status: int, title: str, detail: str) -> None:
+    body = problem_body(status, title, detail, path)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,119 @@
+"""The list envelope, Link headers, ordering and search shared by every collection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, SQLColumnExpression, or_
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wharf.core.concurrency import body_etag, not_modified
+from wharf.core.errors import InvalidInput
+from wharf.core.responses import JSONBytes, dumps
+
+MAX_LIMIT = 500
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, at most 500.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+) -> Page:
+    return Page(limit=limit, offset=offset)
+
+
+PageParams = Annotated[Page, Depends(page_params)]
+
+OrderingQuery = Annotated[
+    str | None,
+    Query(
+        description="Comma-separated fields; a `-` prefix sorts descending, e.g. `-last_name,id`."
+    ),
+]
+SearchQuery = Annotated[str | None, Query(max_length=200, description="Text to look for.")]
+
+
+def order_by(
+    raw: str | None,
+    columns: Mapping[str, SQLColumnExpression[Any]],
+    *,
+    tiebreak: SQLColumnExpression[Any],
+) -> list[ColumnElement[Any]]:
+    """Parse `ordering=a,-b` into ORDER BY clauses; the id always breaks ties."""
+    clauses: list[ColumnElement[Any]] = []
+    seen: set[str] = set()
+    for part in (raw or "").split(","):
+        name = part.strip()
+        if not name:
+            continue
+        field = name.removeprefix("-")
+        if field not in columns:
+            raise InvalidInput(
+                f"Cannot order by {field!r}; choose from {', '.join(sorted(columns))}.",
+                loc=["query", "ordering"],
+            )
+        if field in seen:
+            continue
+        seen.add(field)
+        clauses.append(columns[field].desc() if name.startswith("-") else columns[field].asc())
+    if "id" not in seen:
+        clauses.append(tiebreak.asc())
+    return clauses
+
+
+def search_clause(text: str, columns: Sequence[SQLColumnExpression[str]]) -> ColumnElement[bool]:
+    """Case-insensitive substring match over the resource's text fields."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(*(col.ilike(pattern, escape="\\") for col in columns))
+
+
+def page_response(
+    request: Request, items: list[dict[str, Any]], total: int, page: Page
+) -> Response:
+    """The collection envelope with next/previous links, a weak ETag and 304 support."""
+    nxt = page.offset + page.limit
+    next_url = str(request.url.include_query_params(offset=nxt)) if nxt < total else None
+    prev_url = None
+    if page.offset > 0:
+        prev_url = str(request.url.include_query_params(offset=max(page.offset - page.limit, 0)))
+    body = dumps(
+        {
+            "items": items,
+            "total": total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "next": next_url,
+            "previous": prev_url,
+        }
+    )
+    etag = body_etag(body)
+    links = [f'<{u}>; rel="{rel}"' for u, rel in ((next_url, "next"), (prev_url, "prev")) if u]
+    headers = {"ETag": etag}
+    if links:
+        headers["Link"] = ", ".join(links)
+    if not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return JSONBytes(body, headers=headers)
+
+
+class PageOf(BaseModel, Generic[T]):
+    """The envelope every collection GET returns (for the OpenAPI document)."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+    next: str | None
+    previous: str | None

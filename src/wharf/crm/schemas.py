@@ -1,0 +1,98 @@
+"""Request and response shapes for companies, customers and notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from wharf.core.schemas import Patch, Strict, Versioned
+
+Status = Literal["prospective", "active", "inactive"]
+CompanyName = Annotated[str, Field(min_length=1, max_length=200)]
+PersonName = Annotated[str, Field(min_length=1, max_length=100)]
+NoteText = Annotated[str, Field(min_length=1, max_length=10_000)]
+Id = Annotated[int, Field(ge=1)]
+
+
+class CompanyCreate(Strict):
+    name: CompanyName
+
+
+class CompanyReplace(Versioned):
+    name: CompanyName
+
+
+class CompanyPatch(Patch):
+    name: CompanyName | None = None
+
+
+class CompanyRead(BaseModel):
+    id: int
+    url: str
+    name: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerCreate(Strict):
+    first_name: PersonName
+    last_name: PersonName
+    status: Status
+    company_id: Id
+
+
+class CustomerReplace(Versioned):
+    first_name: PersonName
+    last_name: PersonName
+    status: Status
+    company_id: Id
+
+
+class CustomerPatch(Patch):
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    status: Status | None = None
+    company_id: Id | None = None
+
+
+class CustomerRead(BaseModel):
+    id: int
+    url: str
+    company_id: int
+    first_name: str
+    last_name: str
+    status: Status
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerNoteCreate(Strict):
+    text: NoteText
+
+
+class NoteCreate(CustomerNoteCreate):
+    customer_id: Id
+
+
+class NoteReplace(Versioned):
+    text: NoteText
+    customer_id: Id
+
+
+class NotePatch(Patch):
+    text: NoteText | None = None
+    customer_id: Id | None = None
+
+
+class NoteRead(BaseModel):
+    id: int
+    url: str
+    customer_id: int
+    text: str
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,236 @@
+"""Rules and queries for companies, customers and notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, SQLColumnExpression, func, select
+
+from wharf.core import crud
+from wharf.core.concurrency import Precondition
+from wharf.core.errors import Conflict, InvalidInput
+from wharf.core.pagination import Page, order_by, search_clause
+from wharf.crm.models import Company, Customer, Note
+
+COMPANIES = crud.Resource(
+    Company,
+    "Company",
+    "/api/v1/companies",
+    (Company.id, Company.name, Company.version, Company.created_at, Company.updated_at),
+)
+CUSTOMERS = crud.Resource(
+    Customer,
+    "Customer",
+    "/api/v1/customers",
+    (
+        Customer.id,
+        Customer.company_id,
+        Customer.first_name,
+        Customer.last_name,
+        Customer.status,
+        Customer.version,
+        Customer.created_at,
+        Customer.updated_at,
+    ),
+)
+NOTES = crud.Resource(
+    Note,
+    "Note",
+    "/api/v1/notes",
+    (Note.id, Note.customer_id, Note.text, Note.version, Note.created_at, Note.updated_at),
+)
+
+COMPANY_ORDERING: dict[str, SQLColumnExpression[Any]] = {
+    "id": Company.id,
+    "name": Company.name,
+    "created_at": Company.created_at,
+}
+CUSTOMER_ORDERING: dict[str, SQLColumnExpression[Any]] = {
+    "id": Customer.id,
+    "first_name": Customer.first_name,
+    "last_name": Customer.last_name,
+    "status": Customer.status,
+    "created_at": Customer.created_at,
+    "company_id": Customer.company_id,
+}
+NOTE_ORDERING: dict[str, SQLColumnExpression[Any]] = {
+    "id": Note.id,
+    "created_at": Note.created_at,
+    "customer_id": Note.customer_id,
+}
+
+Rows = tuple[list[dict[str, Any]], int]
+
+
+# Companies
+
+
+def list_companies(
+    conn: Connection, *, search: str | None, ordering: str | None, page: Page
+) -> Rows:
+    where = [search_clause(search, [Company.name])] if search else []
+    order = order_by(ordering, COMPANY_ORDERING, tiebreak=Company.id)
+    return crud.page(conn, COMPANIES, where=where, order=order, page=page)
+
+
+def get_company(conn: Connection, *, company_id: int) -> dict[str, Any]:
+    return crud.fetch(conn, COMPANIES, company_id)
+
+
+def _name_free(conn: Connection, name: str, *, other_than: int | None = None) -> None:
+    query = select(Company.id).where(Company.name == name)
+    if other_than is not None:
+        query = query.where(Company.id != other_than)
+    if conn.execute(query).first() is not None:
+        raise Conflict(f"A company named {name!r} already exists.")
+
+
+def create_company(conn: Connection, *, name: str) -> dict[str, Any]:
+    _name_free(conn, name)
+    return crud.create(conn, COMPANIES, {"name": name})
+
+
+def change_company(
+    conn: Connection, *, company_id: int, values: dict[str, Any], expected: Precondition
+) -> dict[str, Any]:
+    if "name" in values:
+        _name_free(conn, values["name"], other_than=company_id)
+    return crud.change(conn, COMPANIES, company_id, values, expected)
+
+
+def delete_company(conn: Connection, *, company_id: int, expected: Precondition | None) -> None:
+    crud.fetch(conn, COMPANIES, company_id)
+    count = conn.execute(
+        select(func.count()).select_from(Customer).where(Customer.company_id == company_id)
+    ).scalar_one()
+    if count:
+        raise Conflict(
+            f"Company {company_id} still has {count} customer{'s' if count != 1 else ''}; "
+            "delete or move them first."
+        )
+    crud.remove(conn, COMPANIES, company_id, expected)
+
+
+# Customers
+
+
+@dataclass(frozen=True)
+class CustomerFilter:
+    company_id: int | None = None
+    status: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    search: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.company_id is not None:
+            where.append(Customer.company_id == self.company_id)
+        if self.status is not None:
+            where.append(Customer.status == self.status)
+        if self.first_name is not None:
+            where.append(Customer.first_name == self.first_name)
+        if self.last_name is not None:
+            where.append(Customer.last_name == self.last_name)
+        if self.search:
+            where.append(search_clause(self.search, [Customer.first_name, Customer.last_name]))
+        return where
+
+
+def list_customers(
+    conn: Connection, *, filters: CustomerFilter, ordering: str | None, page: Page
+) -> Rows:
+    order = order_by(ordering, CUSTOMER_ORDERING, tiebreak=Customer.id)
+    return crud.page(conn, CUSTOMERS, where=filters.clauses(), order=order, page=page)
+
+
+def list_company_customers(
+    conn: Connection, *, company_id: int, filters: CustomerFilter, ordering: str | None, page: Page
+) -> Rows:
+    crud.fetch(conn, COMPANIES, company_id)  # 404 for a company that does not exist
+    return list_customers(conn, filters=filters, ordering=ordering, page=page)
+
+
+def _company_exists(conn: Connection, company_id: int) -> None:
+    if not crud.exists(conn, COMPANIES, company_id):
+        raise InvalidInput(f"There is no company {company_id}.", loc=["body", "company_id"])
+
+
+def get_customer(conn: Connection, *, customer_id: int) -> dict[str, Any]:
+    return crud.fetch(conn, CUSTOMERS, customer_id)
+
+
+def create_customer(conn: Connection, *, values: dict[str, Any]) -> dict[str, Any]:
+    _company_exists(conn, values["company_id"])
+    return crud.create(conn, CUSTOMERS, values)
+
+
+def change_customer(
+    conn: Connection, *, customer_id: int, values: dict[str, Any], expected: Precondition
+) -> dict[str, Any]:
+    if "company_id" in values:
+        _company_exists(conn, values["company_id"])
+    return crud.change(conn, CUSTOMERS, customer_id, values, expected)
+
+
+def delete_customer(conn: Connection, *, customer_id: int, expected: Precondition | None) -> None:
+    """Deletes the customer's notes with it (ON DELETE CASCADE)."""
+    crud.remove(conn, CUSTOMERS, customer_id, expected)
+
+
+# Notes
+
+
+def list_notes(
+    conn: Connection,
+    *,
+    customer_id: int | None,
+    search: str | None,
+    ordering: str | None,
+    page: Page,
+) -> Rows:
+    where: list[ColumnElement[bool]] = []
+    if customer_id is not None:
+        where.append(Note.customer_id == customer_id)
+    if search:
+        where.append(search_clause(search, [Note.text]))
+    order = order_by(ordering, NOTE_ORDERING, tiebreak=Note.id)
+    return crud.page(conn, NOTES, where=where, order=order, page=page)
+
+
+def list_customer_notes(
+    conn: Connection, *, customer_id: int, search: str | None, ordering: str | None, page: Page
+) -> Rows:
+    crud.fetch(conn, CUSTOMERS, customer_id)
+    return list_notes(conn, customer_id=customer_id, search=search, ordering=ordering, page=page)
+
+
+def _customer_exists(conn: Connection, customer_id: int, *, in_path: bool = False) -> None:
+    if in_path:
+        crud.fetch(conn, CUSTOMERS, customer_id)
+    elif not crud.exists(conn, CUSTOMERS, customer_id):
+        raise InvalidInput(f"There is no customer {customer_id}.", loc=["body", "customer_id"])
+
+
+def get_note(conn: Connection, *, note_id: int) -> dict[str, Any]:
+    return crud.fetch(conn, NOTES, note_id)
+
+
+def create_note(
+    conn: Connection, *, customer_id: int, text: str, in_path: bool = False
+) -> dict[str, Any]:
+    _customer_exists(conn, customer_id, in_path=in_path)
+    return crud.create(conn, NOTES, {"customer_id": customer_id, "text": text})
+
+
+def change_note(
+    conn: Connection, *, note_id: int, values: dict[str, Any], expected: Precondition
+) -> dict[str, Any]:
+    if "customer_id" in values:
+        _customer_exists(conn, values["customer_id"])
+    return crud.change(conn, NOTES, note_id, values, expected)
+
+
+def delete_note(conn: Connection, *, note_id: int, expected: Precondition | None) -> None:
+    crud.remove(conn, NOTES, note_id, expected)

@@ -1,0 +1,141 @@
+"""Fixtures: every test gets a clean, migrated database, on SQLite and (when configured) on
+PostgreSQL, and talks to the real ASGI app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from starlette.testclient import TestClient
+
+from wharf.accounts import service as accounts
+from wharf.app import create_app
+from wharf.core.config import Settings
+from wharf.core.db import create_db_engine
+from wharf.core.migrate import upgrade
+from wharf.models import Base
+
+PG_URL = os.environ.get("WHARF_TEST_DATABASE_URL")
+# Set by .ci/run: a configured but unreachable service fails the run instead of skipping.
+REQUIRE_SERVICES = os.environ.get("WHARF_TEST_REQUIRE_SERVICES") == "1"
+
+UserFactory = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test copies the file, which is much faster than migrating again."""
+    path = tmp_path_factory.mktemp("template") / "wharf.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL suite skipped: WHARF_TEST_DATABASE_URL is not set")
+    engine = create_db_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except OperationalError as exc:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {exc}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    upgrade(engine)
+    engine.dispose()
+    return PG_URL
+
+
+def _truncate_pg(url: str) -> None:
+    engine = create_db_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        db = tmp_path / "wharf.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), db)
+        return f"sqlite:///{db}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, database_url=database_url, var_dir=tmp_path / "var")  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> Engine:
+    engine: Engine = app.state.engine
+    return engine
+
+
+@pytest.fixture
+def make_user(engine: Engine) -> UserFactory:
+    """Create a user straight through the service and return (id, bearer token)."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(
+        *, role: str = "user", scopes: frozenset[str] | None = None, email: str | None = None
+    ) -> tuple[int, str]:
+        n = next(counter)
+        with engine.begin() as conn:
+            row = accounts.create_user(
+                conn,
+                email=email or f"{role}{n}@example.com",
+                name=f"{role.title()} {n}",
+                password="correct horse battery",
+                role=role,
+            )
+            token = accounts.issue_token(
+                conn,
+                user_id=row["id"],
+                name="test",
+                scopes=scopes or accounts.ROLE_SCOPES[role],
+                lifetime=timedelta(hours=1),
+            )
+        return row["id"], token
+
+    return make
+
+
+@pytest.fixture
+def anon(app: FastAPI) -> Iterator[TestClient]:
+    """A client with no credentials; runs the app's lifespan (the schema check)."""
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def client(anon: TestClient, make_user: UserFactory) -> TestClient:
+    """An admin client: every scope."""
+    _, token = make_user(role="admin")
+    anon.headers["Authorization"] = f"Bearer {token}"
+    return anon
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
