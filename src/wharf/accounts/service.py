@@ -6,13 +6,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wharf.accounts.models import ApiToken, User
 from wharf.core.concurrency import Precondition
 from wharf.core.db import utcnow
-from wharf.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from wharf.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
 from wharf.core.pagination import Page
 from wharf.core.security import (
     ROLE_SCOPES,
@@ -108,6 +115,8 @@ def update_user(
     values = {k: v for k, v in changes.items() if k != "password"}
     if "password" in changes:
         values["password_hash"] = hash_password(changes["password"])
+    if not values:  # an empty PATCH changes nothing, so it must not bump the version either
+        return current
     email = values.get("email")
     if email and email != current["email"]:
         taken = conn.execute(select(User.id).where(User.email == email)).first()
@@ -230,7 +239,9 @@ def create_api_token(
 ) -> dict[str, Any]:
     """A named token for scripts; it can never carry more than the token that minted it."""
     if days > max_days:
-        raise BadRequest(f"A token may live at most {max_days} days.")
+        raise InvalidInput(
+            f"A token may live at most {max_days} days.", loc=["body", "expires_in_days"]
+        )
     extra = sorted(set(scopes) - owner.scopes)
     if extra:
         raise Forbidden(f"You cannot grant scopes your own token lacks: {', '.join(extra)}.")
@@ -281,17 +292,21 @@ def revoke_token(conn: Connection, *, viewer: Principal, token_id: int) -> None:
     )
 
 
+# Runs on every authenticated request: built once, executed with bound values.
+_LIVE_TOKEN = (
+    select(ApiToken.id, ApiToken.scopes, ApiToken.user_id, User.role)
+    .join(User, User.id == ApiToken.user_id)
+    .where(
+        ApiToken.token_hash == bindparam("digest"),
+        ApiToken.revoked_at.is_(None),
+        ApiToken.expires_at > bindparam("now", type_=ApiToken.expires_at.type),
+    )
+)
+
+
 def resolve_token(conn: Connection, digest: str) -> Principal | None:
     """Who holds this token hash, if it is live. Registered on the app as its TokenResolver."""
-    row = conn.execute(
-        select(ApiToken.id, ApiToken.scopes, ApiToken.user_id, User.role)
-        .join(User, User.id == ApiToken.user_id)
-        .where(
-            ApiToken.token_hash == digest,
-            ApiToken.revoked_at.is_(None),
-            ApiToken.expires_at > utcnow(),
-        )
-    ).first()
+    row = conn.execute(_LIVE_TOKEN, {"digest": digest, "now": utcnow()}).first()
     if row is None:
         return None
     # A demoted admin's old tokens lose the admin scope at once.

@@ -6,28 +6,38 @@ win, on SQLite or PostgreSQL, and a loser learns the current version instead of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    SQLColumnExpression,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from wharf.core.concurrency import Precondition
 from wharf.core.db import Base, utcnow
 from wharf.core.errors import Conflict, NotFound
-from wharf.core.pagination import Page
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: resources are module-level singletons
 class Resource:
-    """A table exposed over HTTP: its label for messages, its columns, and its path."""
+    """A table exposed over HTTP: its label for messages, its columns, its path, and what its
+    collection can be ordered by and searched over."""
 
     model: type[Base]
     label: str
     path: str
     columns: Sequence[InstrumentedAttribute[Any]]
+    ordering: Mapping[str, SQLColumnExpression[Any]] = field(default_factory=dict)
+    search: Sequence[SQLColumnExpression[str]] = ()
 
     @property
     def id(self) -> ColumnElement[int]:
@@ -37,9 +47,10 @@ class Resource:
     def version(self) -> ColumnElement[int]:
         return cast(ColumnElement[int], self.model.__table__.c.version)
 
-    def render(self, base: str, row: Any) -> dict[str, Any]:
-        """A row as the API shows it, with its absolute `url`."""
-        return {"id": row["id"], "url": f"{base}{self.path}/{row['id']}", **row}
+    def render(self, base: str, row: dict[str, Any]) -> dict[str, Any]:
+        """A row as the API shows it: the same dict, given its absolute `url`."""
+        row["url"] = f"{base}{self.path}/{row['id']}"
+        return row
 
 
 def _integrity(res: Resource, exc: IntegrityError) -> Conflict:
@@ -119,21 +130,3 @@ def remove(conn: Connection, res: Resource, item_id: int, expected: Precondition
         current = fetch(conn, res, item_id)
         if expected is not None:
             raise expected.stale(current["version"], f"{res.label} {item_id}")
-
-
-def page(
-    conn: Connection,
-    res: Resource,
-    *,
-    where: Sequence[ColumnElement[bool]],
-    order: Sequence[ColumnElement[Any]],
-    page: Page,
-) -> tuple[list[dict[str, Any]], int]:
-    """One page of rows and the total that match."""
-    total = conn.execute(select(func.count()).select_from(res.model).where(*where)).scalar_one()
-    if total == 0 or page.offset >= total:
-        return [], total
-    rows = conn.execute(
-        select(*res.columns).where(*where).order_by(*order).limit(page.limit).offset(page.offset)
-    ).mappings()
-    return [dict(r) for r in rows], total

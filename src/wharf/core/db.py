@@ -51,6 +51,13 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# Dependencies here are `async def` and the database is used synchronously on the event loop, so
+# a pool checkout must never wait: a waiting checkout would block the loop that the holders need
+# to finish. Overflow is therefore unbounded; what really bounds open connections per worker is
+# the threadpool (40 threads) that the few awaiting endpoints (password hashing) use.
+_POOL = {"max_overflow": -1, "pool_timeout": 5}
+
+
 def engine_for(settings: Settings) -> Engine:
     return create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
 
@@ -61,8 +68,8 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         return create_engine(
             sa_url,
             pool_size=pool_size,
-            max_overflow=pool_size,
             pool_pre_ping=True,
+            **_POOL,
             connect_args={"options": "-c timezone=UTC"},
         )
     if sa_url.database:
@@ -70,7 +77,7 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     engine = create_engine(
         sa_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        **_POOL,
         # Writers queue for the lock instead of failing at once under concurrent requests.
         connect_args={"timeout": 15, "check_same_thread": False},
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -80,6 +81,20 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def unstorable_value(request: Request, exc: Exception) -> Response:
+    # The database refused a value the schemas let through (an id beyond 64 bits, which
+    # SQLite's driver cannot bind; a NUL character or out-of-range number on PostgreSQL):
+    # the input's fault, so not a 500.
+    log.info("value refused by the database: %s", type(exc).__name__)
+    return problem(
+        400,
+        "Bad request",
+        "A value in the request cannot be stored or compared by the database: a number is "
+        "too large or a text contains a NUL character.",
+        request.url.path,
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "-")
     log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
@@ -95,4 +110,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(WharfError, wharf_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DataError, unstorable_value)
+    app.add_exception_handler(OverflowError, unstorable_value)
     app.add_exception_handler(Exception, unexpected_error)

@@ -25,9 +25,17 @@ def _accepts_json(accept: str) -> bool:
         if media.strip().lower() not in _JSON_ACCEPTS:
             continue
         q = re.search(r"q\s*=\s*([0-9.]+)", params)
-        if q is None or float(q.group(1) or 0) > 0:
+        if q is None or _quality(q.group(1)) > 0:
             return True
     return False
+
+
+def _quality(raw: str) -> float:
+    # A garbled q-value ("q=.", "q=1.2.3") counts as the default 1, never as a 500.
+    try:
+        return float(raw)
+    except ValueError:
+        return 1.0
 
 
 def _is_json(content_type: str) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
-from sqlalchemy import ColumnElement, SQLColumnExpression, or_
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, SQLColumnExpression
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +17,7 @@ from wharf.core.errors import InvalidInput
 from wharf.core.responses import JSONBytes, dumps
 
 MAX_LIMIT = 500
+MAX_OFFSET = 2**63 - 1  # the largest SQL BIGINT; JSON serialization fails past 64 bits
 T = TypeVar("T")
 
 
@@ -26,9 +27,28 @@ class Page:
     offset: int
 
 
-def page_params(
+class ListParams(BaseModel):
+    """Query parameters every collection takes; a domain's list model adds its filters.
+
+    One model per list (FastAPI's query-parameter models) is validated in one pass, which
+    costs far less per request than a dependency per parameter.
+    """
+
+    limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Page size, at most 500.")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Items to skip.")
+    search: str | None = Field(default=None, max_length=200, description="Text to look for.")
+    ordering: str | None = Field(
+        default=None, description="Comma-separated fields, `-` for descending: `-last_name,id`."
+    )
+
+    @property
+    def page(self) -> Page:
+        return Page(limit=self.limit, offset=self.offset)
+
+
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size, at most 500.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
 ) -> Page:
     return Page(limit=limit, offset=offset)
 
@@ -70,13 +90,6 @@ def order_by(
     if "id" not in seen:
         clauses.append(tiebreak.asc())
     return clauses
-
-
-def search_clause(text: str, columns: Sequence[SQLColumnExpression[str]]) -> ColumnElement[bool]:
-    """Case-insensitive substring match over the resource's text fields."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-    return or_(*(col.ilike(pattern, escape="\\") for col in columns))
 
 
 def page_response(

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from wharf.core.concurrency import optional_precondition, precondition, versioned_response
 from wharf.core.crud import Resource
 from wharf.core.db import Db
 from wharf.core.deps import base_url
-from wharf.core.pagination import OrderingQuery, PageOf, PageParams, SearchQuery, page_response
+from wharf.core.pagination import Page, PageOf, page_response
 from wharf.core.security import Reader, Writer
 from wharf.crm import service
 from wharf.crm.schemas import (
     CompanyCreate,
+    CompanyCustomerList,
+    CompanyList,
     CompanyPatch,
     CompanyRead,
     CompanyReplace,
     CustomerCreate,
+    CustomerList,
     CustomerNoteCreate,
+    CustomerNoteList,
     CustomerPatch,
     CustomerRead,
     CustomerReplace,
     NoteCreate,
+    NoteList,
     NotePatch,
     NoteRead,
     NoteReplace,
-    Status,
 )
 from wharf.crm.service import COMPANIES, CUSTOMERS, NOTES, CustomerFilter
 
@@ -41,22 +44,10 @@ def _one(request: Request, res: Resource, row: dict[str, Any], status: int = 200
     )
 
 
-def _many(request: Request, res: Resource, found: service.Rows, page: Any) -> Response:
+def _many(request: Request, res: Resource, found: service.Rows, page: Page) -> Response:
     base = base_url(request)
     rows, total = found
     return page_response(request, [res.render(base, r) for r in rows], total, page)
-
-
-def _customer_filter(
-    status: Annotated[Status | None, Query(description="prospective, active or inactive")] = None,
-    first_name: Annotated[str | None, Query(max_length=100)] = None,
-    last_name: Annotated[str | None, Query(max_length=100)] = None,
-    search: SearchQuery = None,
-) -> CustomerFilter:
-    return CustomerFilter(status=status, first_name=first_name, last_name=last_name, search=search)
-
-
-CustomerQuery = Annotated[CustomerFilter, Depends(_customer_filter)]
 
 
 # Companies
@@ -64,16 +55,11 @@ CustomerQuery = Annotated[CustomerFilter, Depends(_customer_filter)]
 
 @router.get("/companies", response_model=PageOf[CompanyRead], tags=["crm"])
 async def list_companies(
-    request: Request,
-    db: Db,
-    _: Reader,
-    page: PageParams,
-    search: SearchQuery = None,
-    ordering: OrderingQuery = None,
+    request: Request, db: Db, _: Reader, q: Annotated[CompanyList, Query()]
 ) -> Response:
     """Companies; `search` matches the name, `ordering` over id, name, created_at."""
-    found = service.list_companies(db, search=search, ordering=ordering, page=page)
-    return _many(request, COMPANIES, found, page)
+    found = service.list_companies(db, search=q.search, ordering=q.ordering, page=q.page)
+    return _many(request, COMPANIES, found, q.page)
 
 
 @router.post("/companies", status_code=201, response_model=CompanyRead, tags=["crm"])
@@ -124,19 +110,20 @@ async def list_company_customers(
     request: Request,
     db: Db,
     _: Reader,
-    page: PageParams,
-    filters: CustomerQuery,
-    ordering: OrderingQuery = None,
+    q: Annotated[CompanyCustomerList, Query()],
 ) -> Response:
     """A company's customers, with the same filters as /customers."""
-    found = service.list_company_customers(
-        db,
+    filters = CustomerFilter(
         company_id=company_id,
-        filters=replace(filters, company_id=company_id),
-        ordering=ordering,
-        page=page,
+        status=q.status,
+        first_name=q.first_name,
+        last_name=q.last_name,
+        search=q.search,
     )
-    return _many(request, CUSTOMERS, found, page)
+    found = service.list_company_customers(
+        db, company_id=company_id, filters=filters, ordering=q.ordering, page=q.page
+    )
+    return _many(request, CUSTOMERS, found, q.page)
 
 
 # Customers
@@ -144,20 +131,19 @@ async def list_company_customers(
 
 @router.get("/customers", response_model=PageOf[CustomerRead], tags=["crm"])
 async def list_customers(
-    request: Request,
-    db: Db,
-    _: Reader,
-    page: PageParams,
-    filters: CustomerQuery,
-    company_id: int | None = None,
-    ordering: OrderingQuery = None,
+    request: Request, db: Db, _: Reader, q: Annotated[CustomerList, Query()]
 ) -> Response:
     """Customers, filtered by company_id, status, first_name, last_name; `search` matches
     names; `ordering` over id, first_name, last_name, status, created_at, company_id."""
-    found = service.list_customers(
-        db, filters=replace(filters, company_id=company_id), ordering=ordering, page=page
+    filters = CustomerFilter(
+        company_id=q.company_id,
+        status=q.status,
+        first_name=q.first_name,
+        last_name=q.last_name,
+        search=q.search,
     )
-    return _many(request, CUSTOMERS, found, page)
+    found = service.list_customers(db, filters=filters, ordering=q.ordering, page=q.page)
+    return _many(request, CUSTOMERS, found, q.page)
 
 
 @router.post("/customers", status_code=201, response_model=CustomerRead, tags=["crm"])
@@ -208,15 +194,13 @@ async def list_customer_notes(
     request: Request,
     db: Db,
     _: Reader,
-    page: PageParams,
-    search: SearchQuery = None,
-    ordering: OrderingQuery = None,
+    q: Annotated[CustomerNoteList, Query()],
 ) -> Response:
     """A customer's notes."""
     found = service.list_customer_notes(
-        db, customer_id=customer_id, search=search, ordering=ordering, page=page
+        db, customer_id=customer_id, search=q.search, ordering=q.ordering, page=q.page
     )
-    return _many(request, NOTES, found, page)
+    return _many(request, NOTES, found, q.page)
 
 
 @router.post(
@@ -235,19 +219,13 @@ async def create_customer_note(
 
 @router.get("/notes", response_model=PageOf[NoteRead], tags=["crm"])
 async def list_notes(
-    request: Request,
-    db: Db,
-    _: Reader,
-    page: PageParams,
-    customer_id: int | None = None,
-    search: SearchQuery = None,
-    ordering: OrderingQuery = None,
+    request: Request, db: Db, _: Reader, q: Annotated[NoteList, Query()]
 ) -> Response:
     """Notes, filtered by customer_id; `search` matches the text."""
     found = service.list_notes(
-        db, customer_id=customer_id, search=search, ordering=ordering, page=page
+        db, customer_id=q.customer_id, search=q.search, ordering=q.ordering, page=q.page
     )
-    return _many(request, NOTES, found, page)
+    return _many(request, NOTES, found, q.page)
 
 
 @router.post("/notes", status_code=201, response_model=NoteRead, tags=["crm"])

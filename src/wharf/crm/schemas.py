@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from wharf.core.pagination import ListParams
 from wharf.core.schemas import Patch, Strict, Versioned
 
 Status = Literal["prospective", "active", "inactive"]
@@ -96,3 +97,35 @@ class NoteRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class CompanyList(ListParams):
+    """`search` matches the name; `ordering` over id, name, created_at."""
+
+
+class CustomerList(ListParams):
+    """`search` matches first and last names; `ordering` over id, first_name, last_name,
+    status, created_at, company_id."""
+
+    company_id: int | None = None
+    status: Status | None = Field(default=None, description="prospective, active or inactive")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+
+
+class CompanyCustomerList(ListParams):
+    """A company's customers: the /customers filters but company_id, which is the path's."""
+
+    status: Status | None = Field(default=None, description="prospective, active or inactive")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+
+
+class NoteList(ListParams):
+    """`search` matches the text; `ordering` over id, created_at, customer_id."""
+
+    customer_id: int | None = None
+
+
+class CustomerNoteList(ListParams):
+    """A customer's notes."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, SQLColumnExpression, func, select
+from sqlalchemy import Connection, func, select
 
-from wharf.core import crud
+from wharf.core import crud, listing
 from wharf.core.concurrency import Precondition
 from wharf.core.errors import Conflict, InvalidInput
-from wharf.core.pagination import Page, order_by, search_clause
+from wharf.core.pagination import Page
 from wharf.crm.models import Company, Customer, Note
 
 COMPANIES = crud.Resource(
@@ -18,6 +18,8 @@ COMPANIES = crud.Resource(
     "Company",
     "/api/v1/companies",
     (Company.id, Company.name, Company.version, Company.created_at, Company.updated_at),
+    ordering={"id": Company.id, "name": Company.name, "created_at": Company.created_at},
+    search=(Company.name,),
 )
 CUSTOMERS = crud.Resource(
     Customer,
@@ -33,32 +35,24 @@ CUSTOMERS = crud.Resource(
         Customer.created_at,
         Customer.updated_at,
     ),
+    ordering={
+        "id": Customer.id,
+        "first_name": Customer.first_name,
+        "last_name": Customer.last_name,
+        "status": Customer.status,
+        "created_at": Customer.created_at,
+        "company_id": Customer.company_id,
+    },
+    search=(Customer.first_name, Customer.last_name),
 )
 NOTES = crud.Resource(
     Note,
     "Note",
     "/api/v1/notes",
     (Note.id, Note.customer_id, Note.text, Note.version, Note.created_at, Note.updated_at),
+    ordering={"id": Note.id, "created_at": Note.created_at, "customer_id": Note.customer_id},
+    search=(Note.text,),
 )
-
-COMPANY_ORDERING: dict[str, SQLColumnExpression[Any]] = {
-    "id": Company.id,
-    "name": Company.name,
-    "created_at": Company.created_at,
-}
-CUSTOMER_ORDERING: dict[str, SQLColumnExpression[Any]] = {
-    "id": Customer.id,
-    "first_name": Customer.first_name,
-    "last_name": Customer.last_name,
-    "status": Customer.status,
-    "created_at": Customer.created_at,
-    "company_id": Customer.company_id,
-}
-NOTE_ORDERING: dict[str, SQLColumnExpression[Any]] = {
-    "id": Note.id,
-    "created_at": Note.created_at,
-    "customer_id": Note.customer_id,
-}
 
 Rows = tuple[list[dict[str, Any]], int]
 
@@ -69,13 +63,22 @@ Rows = tuple[list[dict[str, Any]], int]
 def list_companies(
     conn: Connection, *, search: str | None, ordering: str | None, page: Page
 ) -> Rows:
-    where = [search_clause(search, [Company.name])] if search else []
-    order = order_by(ordering, COMPANY_ORDERING, tiebreak=Company.id)
-    return crud.page(conn, COMPANIES, where=where, order=order, page=page)
+    return listing.page(conn, COMPANIES, equals={}, search=search, ordering=ordering, page=page)
 
 
 def get_company(conn: Connection, *, company_id: int) -> dict[str, Any]:
     return crud.fetch(conn, COMPANIES, company_id)
+
+
+def _current(
+    conn: Connection, res: crud.Resource, item_id: int, expected: Precondition | None
+) -> dict[str, Any]:
+    """The row, or 404; then a stale version, before any check of the body's values, so a
+    missing row is 404 and a stale write 412/409 whatever else is wrong (RFC 9110 13.2.1)."""
+    current = crud.fetch(conn, res, item_id)
+    if expected is not None and current["version"] != expected.version:
+        raise expected.stale(current["version"], f"{res.label} {item_id}")
+    return current
 
 
 def _name_free(conn: Connection, name: str, *, other_than: int | None = None) -> None:
@@ -95,12 +98,13 @@ def change_company(
     conn: Connection, *, company_id: int, values: dict[str, Any], expected: Precondition
 ) -> dict[str, Any]:
     if "name" in values:
+        _current(conn, COMPANIES, company_id, expected)
         _name_free(conn, values["name"], other_than=company_id)
     return crud.change(conn, COMPANIES, company_id, values, expected)
 
 
 def delete_company(conn: Connection, *, company_id: int, expected: Precondition | None) -> None:
-    crud.fetch(conn, COMPANIES, company_id)
+    _current(conn, COMPANIES, company_id, expected)
     count = conn.execute(
         select(func.count()).select_from(Customer).where(Customer.company_id == company_id)
     ).scalar_one()
@@ -123,26 +127,28 @@ class CustomerFilter:
     last_name: str | None = None
     search: str | None = None
 
-    def clauses(self) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
-        if self.company_id is not None:
-            where.append(Customer.company_id == self.company_id)
-        if self.status is not None:
-            where.append(Customer.status == self.status)
-        if self.first_name is not None:
-            where.append(Customer.first_name == self.first_name)
-        if self.last_name is not None:
-            where.append(Customer.last_name == self.last_name)
-        if self.search:
-            where.append(search_clause(self.search, [Customer.first_name, Customer.last_name]))
-        return where
+    def equals(self) -> dict[str, Any]:
+        """The exact-match filters that were given."""
+        given = {
+            "company_id": self.company_id,
+            "status": self.status,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
 
 def list_customers(
     conn: Connection, *, filters: CustomerFilter, ordering: str | None, page: Page
 ) -> Rows:
-    order = order_by(ordering, CUSTOMER_ORDERING, tiebreak=Customer.id)
-    return crud.page(conn, CUSTOMERS, where=filters.clauses(), order=order, page=page)
+    return listing.page(
+        conn,
+        CUSTOMERS,
+        equals=filters.equals(),
+        search=filters.search,
+        ordering=ordering,
+        page=page,
+    )
 
 
 def list_company_customers(
@@ -170,6 +176,7 @@ def change_customer(
     conn: Connection, *, customer_id: int, values: dict[str, Any], expected: Precondition
 ) -> dict[str, Any]:
     if "company_id" in values:
+        _current(conn, CUSTOMERS, customer_id, expected)
         _company_exists(conn, values["company_id"])
     return crud.change(conn, CUSTOMERS, customer_id, values, expected)
 
@@ -190,13 +197,8 @@ def list_notes(
     ordering: str | None,
     page: Page,
 ) -> Rows:
-    where: list[ColumnElement[bool]] = []
-    if customer_id is not None:
-        where.append(Note.customer_id == customer_id)
-    if search:
-        where.append(search_clause(search, [Note.text]))
-    order = order_by(ordering, NOTE_ORDERING, tiebreak=Note.id)
-    return crud.page(conn, NOTES, where=where, order=order, page=page)
+    equals = {} if customer_id is None else {"customer_id": customer_id}
+    return listing.page(conn, NOTES, equals=equals, search=search, ordering=ordering, page=page)
 
 
 def list_customer_notes(
@@ -228,6 +230,7 @@ def change_note(
     conn: Connection, *, note_id: int, values: dict[str, Any], expected: Precondition
 ) -> dict[str, Any]:
     if "customer_id" in values:
+        _current(conn, NOTES, note_id, expected)
         _customer_exists(conn, values["customer_id"])
     return crud.change(conn, NOTES, note_id, values, expected)
 

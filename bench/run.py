@@ -1,0 +1,213 @@
+"""Benchmark runner (`make bench`): Wharf's hot endpoints against a raw ASGI app, in one run.
+
+The server is pinned to one core and wrk to the other, with 64 connections, as the issue asks.
+Figures are printed as ratios against the raw app measured in the same run, because absolute
+numbers on these shared machines move from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from wharf.accounts import service as accounts
+from wharf.core.db import create_db_engine
+from wharf.core.migrate import upgrade
+from wharf.crm import demo
+
+ROOT = Path(__file__).resolve().parent.parent
+LIST_PATH = "/api/v1/customers?company_id=2&status=active&ordering=-last_name"
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"server exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not come up")
+
+
+def serve(app: str, env: dict[str, str], *, factory: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [
+        "taskset",
+        "-c",
+        "0",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if factory:
+        cmd.append("--factory")
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE)
+    return proc, port
+
+
+def wrk(url: str, headers: list[str], seconds: int, connections: int) -> Result:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors:.*?timeout (\d+)", out):
+        errors += int(m.group(1))
+    return Result("", rps, _pct(out, "50%"), _pct(out, "99%"), errors)
+
+
+def _pct(out: str, label: str) -> float:
+    m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def measure(
+    name: str,
+    proc_port: tuple[subprocess.Popen[bytes], int],
+    path: str,
+    headers: list[str],
+    args: argparse.Namespace,
+) -> Result:
+    proc, port = proc_port
+    try:
+        url = f"http://127.0.0.1:{port}{path}"
+        wait_ready(f"http://127.0.0.1:{port}/healthz" if "api" in path else url, proc)
+        wrk(url, headers, 2, args.connections)  # warm-up
+        result = wrk(url, headers, args.seconds, args.connections)
+        result.name = name
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
+    url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    engine = create_db_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        demo.load(conn)  # 5 companies, 1,000 customers
+        user = accounts.create_user(
+            conn, email=f"bench-{time.time_ns()}@example.com", name="Bench", password="benchmark!"
+        )
+        token = accounts.issue_token(
+            conn,
+            user_id=user["id"],
+            name="bench",
+            scopes=frozenset({"read"}),
+            lifetime=timedelta(hours=2),
+        )
+    engine.dispose()
+    auth = [f"Authorization: Bearer {token}"]
+    env = {"WHARF_DATABASE_URL": url, "WHARF_LOG_LEVEL": "WARNING"}
+
+    # The raw app returns the very bytes Wharf returns for the list, so both move equal data.
+    proc_port = serve("wharf.app:app_from_env", env, factory=True)
+    wait_ready(f"http://127.0.0.1:{proc_port[1]}/healthz", proc_port[0])
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{proc_port[1]}{LIST_PATH}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req) as resp:
+        body = resp.read()
+    (tmp / "body.json").write_bytes(body)
+    results = [measure("wharf: customers list, uncached", proc_port, LIST_PATH, auth, args)]
+    raw = measure(
+        "raw ASGI app, same body",
+        serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(tmp / "body.json")}, factory=False),
+        "/",
+        [],
+        args,
+    )
+    results.append(raw)
+    report(results, raw, args, url)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(results: list[Result], raw: Result, args: argparse.Namespace, url: str) -> None:
+    backend = url.split(":", 1)[0]
+    command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    lines = [
+        f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
+        "",
+        f"{backend}; server on core 0 (1 worker, uvicorn + uvloop + httptools), wrk on core 1, "
+        f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. `GET {LIST_PATH}`: "
+        "a page of 50 with total.",
+        "",
+        "| what | req/s | p50 ms | p99 ms | errors | vs raw ASGI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | "
+            f"{r.rps / raw.rps:.1%} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.record:
+        with (ROOT / "bench" / "RESULTS.md").open("a") as fh:
+            fh.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Collection queries: equality filters, search and ordering over a `Resource`, one page at a
+time with the total.
+
+Building a SQLAlchemy statement costs more than running these indexed queries, so statements
+are built once per query *shape* (which filters, searching or not, which ordering) with bound
+parameters for the values, and kept in a bounded LRU: user-chosen orderings cannot grow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import BindParameter, Connection, Select, bindparam, func, or_, select
+
+from wharf.core.crud import Resource
+from wharf.core.pagination import Page, order_by
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern that matches `text` literally anywhere (`%` and `_` escaped)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@lru_cache(maxsize=512)
+def _statements(
+    res: Resource, names: tuple[str, ...], searching: bool, ordering: str | None
+) -> tuple[Select[Any], Select[Any]]:
+    table_columns = res.model.__table__.c
+    where = [table_columns[name] == bindparam(f"eq_{name}") for name in names]
+    if searching:
+        pattern: BindParameter[str] = bindparam("search")
+        where.append(or_(*(col.ilike(pattern, escape="\\") for col in res.search)))
+    order = order_by(ordering, res.ordering, tiebreak=res.id)
+    count = select(func.count()).select_from(res.model).where(*where)
+    rows = (
+        select(*res.columns)
+        .where(*where)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, rows
+
+
+def page(
+    conn: Connection,
+    res: Resource,
+    *,
+    equals: Mapping[str, Any],
+    search: str | None,
+    ordering: str | None,
+    page: Page,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the rows whose columns equal `equals` and match `search`, and their total."""
+    names = tuple(sorted(equals))
+    count, rows = _statements(res, names, bool(search), ordering)
+    params: dict[str, Any] = {f"eq_{name}": equals[name] for name in names}
+    if search:
+        params["search"] = like_pattern(search)
+    total = conn.execute(count, params).scalar_one()
+    if total == 0 or page.offset >= total:
+        return [], total
+    result = conn.execute(rows, {**params, "limit": page.limit, "offset": page.offset})
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()], total
