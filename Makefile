@@ -26,14 +26,15 @@ run: $(RUN_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests
 
 test: lint
 	$(BIN)/pytest
 
+# make bench BENCH_ARGS="--database-url postgresql://postgres@127.0.0.1:5432/wharf_bench"
 bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --record $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

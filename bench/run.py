@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from wharf.accounts import service as accounts
 from wharf.core.db import create_db_engine
@@ -132,11 +133,27 @@ def measure(
         proc.wait(timeout=10)
 
 
+def ensure_pg_database(url: str) -> None:
+    """Create the benchmark's own PostgreSQL database on first use (never the test database)."""
+    import psycopg
+    from psycopg import sql
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file; e.g. postgresql://postgres@127.0.0.1:5432/wharf_bench",
+    )
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -144,6 +161,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    if url.startswith("postgres"):
+        ensure_pg_database(url)
     engine = create_db_engine(url)
     upgrade(engine)
     with engine.begin() as conn:

@@ -20,6 +20,7 @@ from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.db import create_db_engine
 from wharf.core.migrate import upgrade
+from wharf.core.security import ROLE_SCOPES
 from wharf.models import Base
 
 PG_URL = os.environ.get("WHARF_TEST_DATABASE_URL")
@@ -79,7 +80,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, database_url=database_url, var_dir=tmp_path / "var")  # type: ignore[call-arg]
+    return Settings(_env_file=None, database_url=database_url, var_dir=tmp_path / "var")
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def make_user(engine: Engine) -> UserFactory:
                 conn,
                 user_id=row["id"],
                 name="test",
-                scopes=scopes or accounts.ROLE_SCOPES[role],
+                scopes=scopes or ROLE_SCOPES[role],
                 lifetime=timedelta(hours=1),
             )
         return row["id"], token

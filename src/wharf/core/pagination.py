@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wharf.core.concurrency import body_etag, not_modified
+from wharf.core.deps import base_url
 from wharf.core.errors import InvalidInput
 from wharf.core.responses import JSONBytes, dumps
 
@@ -92,15 +94,22 @@ def order_by(
     return clauses
 
 
+def _with_offset(request: Request, offset: int) -> str:
+    # Starlette's URL.include_query_params re-parses the whole URL; on the hot list path this
+    # plain rebuild of the query string costs a fraction of it.
+    raw = request.scope["query_string"].decode("latin-1")
+    query = [(k, v) for k, v in parse_qsl(raw, keep_blank_values=True) if k != "offset"]
+    query.append(("offset", str(offset)))
+    return f"{base_url(request)}{request.scope['path']}?{urlencode(query)}"
+
+
 def page_response(
     request: Request, items: list[dict[str, Any]], total: int, page: Page
 ) -> Response:
     """The collection envelope with next/previous links, a weak ETag and 304 support."""
     nxt = page.offset + page.limit
-    next_url = str(request.url.include_query_params(offset=nxt)) if nxt < total else None
-    prev_url = None
-    if page.offset > 0:
-        prev_url = str(request.url.include_query_params(offset=max(page.offset - page.limit, 0)))
+    next_url = _with_offset(request, nxt) if nxt < total else None
+    prev_url = _with_offset(request, max(page.offset - page.limit, 0)) if page.offset else None
     body = dumps(
         {
             "items": items,
