@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from wharf.accounts import service as accounts
+from wharf.cli import SERVER_HTTP, SERVER_LOOP
 from wharf.core.db import create_db_engine
 from wharf.core.migrate import upgrade
 from wharf.crm import demo
@@ -78,9 +79,9 @@ def serve(app: str, env: dict[str, str], *, factory: bool) -> tuple[subprocess.P
         "--workers",
         "1",
         "--loop",
-        "uvloop",
+        SERVER_LOOP,
         "--http",
-        "httptools",
+        SERVER_HTTP,
         "--no-access-log",
         "--log-level",
         "warning",
@@ -209,7 +210,8 @@ def report(results: list[Result], raw: Result, args: argparse.Namespace, url: st
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",
-        f"{backend}; server on core 0 (1 worker, uvicorn + uvloop + httptools), wrk on core 1, "
+        f"{backend}; server on core 0 (1 worker, uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}), "
+        "wrk on core 1, "
         f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. `GET {LIST_PATH}`: "
         "a page of 50 with total.",
         "",

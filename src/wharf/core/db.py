@@ -68,7 +68,10 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         return create_engine(
             sa_url,
             pool_size=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping: it is a round trip on every request. A connection the server
+            # dropped fails its request with 503 (see core.handlers) and SQLAlchemy then
+            # replaces the whole pool, so the next request reconnects.
+            pool_recycle=3600,
             **_POOL,
             connect_args={"options": "-c timezone=UTC"},
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -95,6 +95,19 @@ async def unstorable_value(request: Request, exc: Exception) -> Response:
     )
 
 
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    # The database went away (restart, failover, network): not the request's fault, and the
+    # pool has been replaced, so an immediate retry normally succeeds.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "Service unavailable",
+        "The database is unreachable right now; retry shortly.",
+        request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "-")
     log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
@@ -112,4 +125,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DataError, unstorable_value)
     app.add_exception_handler(OverflowError, unstorable_value)
+    app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(Exception, unexpected_error)
