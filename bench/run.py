@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bench.hit_overhead import hit_overhead
 from wharf.accounts import service as accounts
 from wharf.cli import SERVER_HTTP, SERVER_LOOP
 from wharf.core.db import create_db_engine
@@ -155,6 +156,9 @@ def main() -> None:
         "--database-url",
         help="default: a fresh SQLite file; e.g. postgresql://postgres@127.0.0.1:5432/wharf_bench",
     )
+    parser.add_argument(
+        "--redis-url", help="also measure the Redis-backed cache, e.g. redis://127.0.0.1:6379/0"
+    )
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -180,18 +184,42 @@ def main() -> None:
         )
     engine.dispose()
     auth = [f"Authorization: Bearer {token}"]
-    env = {"WHARF_DATABASE_URL": url, "WHARF_LOG_LEVEL": "WARNING"}
+    # The limiter stays on (its cost is part of every figure) with room for wrk's load.
+    env = {
+        "WHARF_DATABASE_URL": url,
+        "WHARF_LOG_LEVEL": "WARNING",
+        "WHARF_RATE_LIMIT_API": "100000000/minute",
+    }
 
     # The raw app returns the very bytes Wharf returns for the list, so both move equal data.
-    proc_port = serve("wharf.app:app_from_env", env, factory=True)
-    wait_ready(f"http://127.0.0.1:{proc_port[1]}/healthz", proc_port[0])
+    uncached = serve("wharf.app:app_from_env", {**env, "WHARF_CACHE": "off"}, factory=True)
+    wait_ready(f"http://127.0.0.1:{uncached[1]}/healthz", uncached[0])
     req = urllib.request.Request(
-        f"http://127.0.0.1:{proc_port[1]}{LIST_PATH}", headers={"Authorization": f"Bearer {token}"}
+        f"http://127.0.0.1:{uncached[1]}{LIST_PATH}", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(req) as resp:
         body = resp.read()
     (tmp / "body.json").write_bytes(body)
-    results = [measure("wharf: customers list, uncached", proc_port, LIST_PATH, auth, args)]
+    results = [measure("wharf: customers list, uncached", uncached, LIST_PATH, auth, args)]
+    results.append(
+        measure(
+            "wharf: customers list, cached in memory",
+            serve("wharf.app:app_from_env", env, factory=True),
+            LIST_PATH,
+            auth,
+            args,
+        )
+    )
+    if args.redis_url:
+        results.append(
+            measure(
+                "wharf: customers list, cached in Redis",
+                serve("wharf.app:app_from_env", {**env, "WHARF_REDIS_URL": args.redis_url}, True),
+                LIST_PATH,
+                auth,
+                args,
+            )
+        )
     raw = measure(
         "raw ASGI app, same body",
         serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(tmp / "body.json")}, factory=False),
@@ -200,11 +228,18 @@ def main() -> None:
         args,
     )
     results.append(raw)
-    report(results, raw, args, url)
+    overhead = hit_overhead(url, token)
+    report(results, raw, args, url, overhead)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(results: list[Result], raw: Result, args: argparse.Namespace, url: str) -> None:
+def report(
+    results: list[Result],
+    raw: Result,
+    args: argparse.Namespace,
+    url: str,
+    overhead: dict[str, float],
+) -> None:
     backend = url.split(":", 1)[0]
     command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
     lines = [
@@ -223,6 +258,12 @@ def report(results: list[Result], raw: Result, args: argparse.Namespace, url: st
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | "
             f"{r.rps / raw.rps:.1%} |"
         )
+    lines += [
+        "",
+        "In-process, on a warm cache entry (no network or HTTP parsing; bench/hit_overhead.py):",
+        "",
+        *[f"- {name}: {value:.1f}" for name, value in overhead.items()],
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:

@@ -19,6 +19,7 @@ from wharf.accounts import service as accounts
 from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.db import create_db_engine
+from wharf.core.generations import TABLE as GENERATIONS
 from wharf.core.migrate import upgrade
 from wharf.core.security import ROLE_SCOPES
 from wharf.models import Base
@@ -59,9 +60,28 @@ def pg_url() -> str:
     return PG_URL
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis of WHARF_TEST_REDIS_URL: skipped without it, a failure in CI."""
+    url = os.environ.get("WHARF_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis suite skipped: WHARF_TEST_REDIS_URL is not set")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        message = f"Redis at {url} is unreachable: {exc}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
 def _truncate_pg(url: str) -> None:
     engine = create_db_engine(url)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    # The generation counters are kept: the cache needs their rows, and their values only grow.
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name != GENERATIONS)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
@@ -80,7 +100,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, database_url=database_url, var_dir=tmp_path / "var")
+    # Limits far above what any test sends; tests/core/test_ratelimit.py sets its own.
+    return Settings(
+        _env_file=None,
+        database_url=database_url,
+        var_dir=tmp_path / "var",
+        rate_limit_api="1000000/minute",
+        rate_limit_login="1000000/minute",
+        rate_limit_login_address="1000000/minute",
+    )
 
 
 @pytest.fixture

@@ -8,43 +8,24 @@ some, which proves the test can see a lost update when there is one.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from wharf.accounts import service as accounts
-from wharf.core.db import create_db_engine
-from wharf.core.security import ROLE_SCOPES
-from wharf.crm import service as crm
+from tests.servers import Server, serve
 
 THREADS = 8
 CYCLES = 50
 TOTAL = THREADS * CYCLES
 MAX_ATTEMPTS = 500  # per increment; the contention seen in practice needs far fewer
 WORKLOAD_DEADLINE = 120.0  # seconds for the whole workload, a backstop against hangs
-STARTUP_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    token: str
-    customer_id: int
-    log: Path  # the server's stderr, where unhandled errors are logged
 
 
 @dataclass
@@ -60,102 +41,10 @@ class Tally:
             self.retries += retries
 
 
-def _seed(url: str) -> tuple[str, int]:
-    engine = create_db_engine(url)
-    try:
-        with engine.begin() as conn:
-            admin = accounts.create_user(
-                conn,
-                email="admin@example.com",
-                name="Admin",
-                password="correct horse battery",
-                role="admin",
-            )
-            token = accounts.issue_token(
-                conn,
-                user_id=admin["id"],
-                name="lost-updates",
-                scopes=ROLE_SCOPES["admin"],
-                lifetime=timedelta(hours=1),
-            )
-            company = crm.create_company(conn, name="Counter Corp")
-            customer = crm.create_customer(
-                conn,
-                values={
-                    "first_name": "Counter",
-                    "last_name": "0",
-                    "status": "active",
-                    "company_id": company["id"],
-                },
-            )
-    finally:
-        engine.dispose()
-    return token, int(customer["id"])
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the uvicorn supervisor (it stops its workers); kill the whole group if stuck."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    # Workers left behind by a crashed supervisor share its process group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _wait_until_up(proc: subprocess.Popen[bytes], base_url: str, stderr: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx2.Client(base_url=base_url, timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"wharf serve exited with {proc.returncode}:\n{stderr.read_text()[-4000:]}"
-                )
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(
-        f"wharf serve did not answer /healthz within {STARTUP_TIMEOUT:.0f} s:\n"
-        f"{stderr.read_text()[-4000:]}"
-    )
-
-
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    token, customer_id = _seed(database_url)
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "WHARF_DATABASE_URL": database_url, "WHARF_LOG_LEVEL": "WARNING"}
-    stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wharf", "serve", "--port", str(port), "--workers", "2"],
-            cwd=tmp_path,  # no stray .env; var/ lands in the test's directory
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,  # its own process group, so teardown reaches the workers
-        )
-    try:
-        _wait_until_up(proc, base_url, stderr)
-        yield Server(base_url, token, customer_id, stderr)
-    finally:
-        _stop(proc)
+    with serve(database_url, tmp_path) as running:
+        yield running
 
 
 def _client(server: Server) -> httpx2.Client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final
@@ -18,12 +19,17 @@ from wharf.accounts.models import User
 from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.errors import WharfError
+from wharf.core.idempotency import purge_expired
+from wharf.core.logging import server_log_config
 from wharf.core.migrate import check_schema, upgrade
+from wharf.core.observability import multiprocess_metrics
 from wharf.crm import demo as crm_demo
 
 app = typer.Typer(help="Wharf: five business data APIs from one core.", no_args_is_help=True)
 app.add_typer(users, name="users")
 app.add_typer(tokens, name="tokens")
+idempotency = typer.Typer(help="Idempotency keys of POST requests.", no_args_is_help=True)
+app.add_typer(idempotency, name="idempotency")
 
 DEMO_ADMIN = "admin@wharf.local"
 # Measured (bench/RESULTS.md): under saturation uvloop left about 1% of requests waiting 1-2 s
@@ -40,22 +46,29 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API (Swagger UI at /docs)."""
+    settings = Settings()
     try:
-        check_schema(engine_for(Settings()))
+        check_schema(engine_for(settings))
     except WharfError as exc:
         typer.secho(exc.detail, fg="red", err=True)
         raise typer.Exit(1) from exc
-    uvicorn.run(
-        "wharf.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop=SERVER_LOOP,
-        http=SERVER_HTTP,
-        access_log=False,  # Wharf logs each request itself, as JSON
-        proxy_headers=False,
+    # Several workers share their metrics through files, so /metrics on any one reports all.
+    metrics = (
+        multiprocess_metrics(settings.var_dir / "prometheus") if workers > 1 else nullcontext()
     )
+    with metrics:
+        uvicorn.run(
+            "wharf.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop=SERVER_LOOP,
+            http=SERVER_HTTP,
+            access_log=False,  # Wharf logs each request itself, as JSON
+            log_config=server_log_config(settings.log_level),
+            proxy_headers=False,
+        )
 
 
 @app.command()
@@ -63,6 +76,13 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     upgrade(engine_for(Settings()))
     typer.echo("Database is up to date.")
+
+
+@idempotency.command("purge")
+def purge_idempotency_keys() -> None:
+    """Delete expired idempotency keys (each new key also deletes a few as it goes)."""
+    deleted = purge_expired(engine_for(Settings()))
+    typer.echo(f"Deleted {deleted} expired idempotency keys.")
 
 
 @app.command()

@@ -2,6 +2,17 @@
 
 from wharf.accounts.models import ApiToken, User
 from wharf.core.db import Base
+from wharf.core.generations import Generation
+from wharf.core.models_idempotency import IdempotencyKey
 from wharf.crm.models import Company, Customer, Note
 
-__all__ = ["ApiToken", "Base", "Company", "Customer", "Note", "User"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Company",
+    "Customer",
+    "Generation",
+    "IdempotencyKey",
+    "Note",
+    "User",
+]

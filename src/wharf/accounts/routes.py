@@ -23,6 +23,7 @@ from wharf.core.db import Db
 from wharf.core.deps import SettingsDep, base_url
 from wharf.core.pagination import PageOf, PageParams, page_response
 from wharf.core.responses import JSONBytes
+from wharf.core.schemas import MAX_INT, MIN_INT
 from wharf.core.security import Admin, Reader, Writer
 
 router = APIRouter()
@@ -75,7 +76,9 @@ async def list_tokens(
     db: Db,
     me: Reader,
     page: PageParams,
-    user_id: Annotated[int | None, Query(description="Admins: another user's tokens.")] = None,
+    user_id: Annotated[
+        int | None, Query(ge=MIN_INT, le=MAX_INT, description="Admins: another user's tokens.")
+    ] = None,
 ) -> Response:
     """Your API tokens (admins may ask for another user's)."""
     rows, total = service.list_tokens(db, viewer=me, user_id=user_id, page=page)

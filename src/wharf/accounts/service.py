@@ -294,7 +294,7 @@ def revoke_token(conn: Connection, *, viewer: Principal, token_id: int) -> None:
 
 # Runs on every authenticated request: built once, executed with bound values.
 _LIVE_TOKEN = (
-    select(ApiToken.id, ApiToken.scopes, ApiToken.user_id, User.role)
+    select(ApiToken.id, ApiToken.scopes, ApiToken.user_id, ApiToken.expires_at, User.role)
     .join(User, User.id == ApiToken.user_id)
     .where(
         ApiToken.token_hash == bindparam("digest"),
@@ -311,4 +311,10 @@ def resolve_token(conn: Connection, digest: str) -> Principal | None:
         return None
     # A demoted admin's old tokens lose the admin scope at once.
     scopes = frozenset(row.scopes.split()) & ROLE_SCOPES.get(row.role, frozenset())
-    return Principal(user_id=row.user_id, role=row.role, token_id=row.id, scopes=scopes)
+    return Principal(
+        user_id=row.user_id,
+        role=row.role,
+        token_id=row.id,
+        scopes=scopes,
+        expires_at=row.expires_at,
+    )

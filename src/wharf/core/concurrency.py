@@ -56,7 +56,7 @@ class Precondition:
 
 def _parse_if_match(header: str) -> int:
     tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()):  # "²".isdigit(), but int("²") raises
         raise BadRequest(f'If-Match must be a version ETag such as "3"; got {header!r}.')
     return int(tag)
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from wharf.core.errors import WharfError
 from wharf.core.responses import problem
@@ -42,13 +43,28 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = str(exc.detail)
+    headers = dict(exc.headers or {})
     if status == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}. See /docs for the endpoints."
     elif status == 405:
-        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
+        headers.pop("allow", None)
+        headers["Allow"] = allowed = _allowed_methods(request)
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}."
-    return problem(
-        status, _title(status), detail, request.url.path, headers=dict(exc.headers or {})
+    return problem(status, _title(status), detail, request.url.path, headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names only the first route that matched the path, but each method of a
+    # path is its own route: ask the router which methods it would take here, so `Allow`
+    # lists them all (RFC 9110 15.5.6).
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
     )
 
 

@@ -7,14 +7,12 @@ per request; this layer only rewrites the scope and, rarely, answers on its own.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wharf.core.responses import PROBLEM_JSON, problem_body
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json", "application/problem+json"})
 
@@ -46,7 +44,10 @@ def _is_json(content_type: str) -> bool:
 
 
 class HttpContract:
-    """Request ids, trailing slashes, 406/415 negotiation and the body size limit (413)."""
+    """Trailing slashes, 406/415 negotiation and the body size limit (413).
+
+    Request ids are `core.observability`'s, the outermost layer, so they reach these answers too.
+    """
 
     def __init__(
         self,
@@ -66,10 +67,6 @@ class HttpContract:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        rid_header = (b"x-request-id", request_id.encode())
 
         path: str = scope["path"]
         if len(path) > 1 and path.endswith("/"):
@@ -78,21 +75,16 @@ class HttpContract:
             scope["path"] = path
             scope["raw_path"] = path.encode()
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), rid_header]
-            await send(message)
-
         if path.startswith(self.api_prefix):
             refusal = self._refuse(scope["method"].encode(), path, headers)
             if refusal is not None:
-                await _send_problem(send_with_id, path, *refusal)
+                await _send_problem(send, path, *refusal)
                 return
             if scope["method"].encode() in _BODY_METHODS:
                 body = await _read_body(receive, self.max_body_bytes)
                 if body is None:
                     await _send_problem(
-                        send_with_id,
+                        send,
                         path,
                         413,
                         "Content too large",
@@ -100,7 +92,7 @@ class HttpContract:
                     )
                     return
                 receive = _replay(body, receive)
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, send)
 
     def _refuse(
         self, method: bytes, path: str, headers: dict[str, str]
@@ -114,7 +106,7 @@ class HttpContract:
             )
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # int("²") raises
                 return 400, "Bad request", "Content-Length is not a number."
             if int(length) > self.max_body_bytes:
                 return (

@@ -17,6 +17,7 @@ from wharf.core.concurrency import body_etag, not_modified
 from wharf.core.deps import base_url
 from wharf.core.errors import InvalidInput
 from wharf.core.responses import JSONBytes, dumps
+from wharf.core.schemas import BLANKS
 
 MAX_LIMIT = 500
 MAX_OFFSET = 2**63 - 1  # the largest SQL BIGINT; JSON serialization fails past 64 bits
@@ -46,6 +47,19 @@ class ListParams(BaseModel):
     @property
     def page(self) -> Page:
         return Page(limit=self.limit, offset=self.offset)
+
+
+def ordering_field(*fields: str) -> Any:
+    """A list model's `ordering` over `fields`. Its pattern in the OpenAPI document is exactly
+    what `order_by` accepts (blanks around a part and empty parts are ignored), so clients
+    see the sortable fields."""
+    part = rf"[{BLANKS}]*(-?({'|'.join(fields)})[{BLANKS}]*)?"
+    return Field(
+        default=None,
+        description=f"Comma-separated fields among {', '.join(fields)}; a `-` prefix sorts "
+        "descending, e.g. `-created_at,id`.",
+        json_schema_extra={"pattern": rf"^{part}(,{part})*$"},
+    )
 
 
 async def page_params(

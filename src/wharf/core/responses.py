@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 # Naive datetimes from SQLite are UTC by construction; render every timestamp with a `Z`.
 _OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
@@ -15,7 +15,9 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=_OPTS)
 
 
-class JSONBytes(Response):
+class JSONBytes(JSONResponse):
+    # A JSONResponse, so FastAPI documents each route's response_model as its body schema
+    # (for any other Response class the OpenAPI document says only "a string").
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

@@ -11,6 +11,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from argon2 import PasswordHasher
@@ -69,6 +70,7 @@ class Principal:
     role: str
     token_id: int
     scopes: frozenset[str]
+    expires_at: datetime | None = None  # lets the response cache reuse it until then
 
     @property
     def is_admin(self) -> bool:

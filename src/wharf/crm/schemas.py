@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from wharf.core.pagination import ListParams
-from wharf.core.schemas import Patch, Strict, Versioned
+from wharf.core.pagination import ListParams, ordering_field
+from wharf.core.schemas import MAX_INT, MIN_INT, Patch, Strict, Versioned
 
 Status = Literal["prospective", "active", "inactive"]
 CompanyName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -99,15 +99,22 @@ class NoteRead(BaseModel):
     updated_at: datetime
 
 
+CUSTOMER_ORDERING = ("id", "first_name", "last_name", "status", "created_at", "company_id")
+NOTE_ORDERING = ("id", "created_at", "customer_id")
+
+
 class CompanyList(ListParams):
     """`search` matches the name; `ordering` over id, name, created_at."""
+
+    ordering: str | None = ordering_field("id", "name", "created_at")
 
 
 class CustomerList(ListParams):
     """`search` matches first and last names; `ordering` over id, first_name, last_name,
     status, created_at, company_id."""
 
-    company_id: int | None = None
+    ordering: str | None = ordering_field(*CUSTOMER_ORDERING)
+    company_id: int | None = Field(default=None, ge=MIN_INT, le=MAX_INT)
     status: Status | None = Field(default=None, description="prospective, active or inactive")
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
@@ -116,6 +123,7 @@ class CustomerList(ListParams):
 class CompanyCustomerList(ListParams):
     """A company's customers: the /customers filters but company_id, which is the path's."""
 
+    ordering: str | None = ordering_field(*CUSTOMER_ORDERING)
     status: Status | None = Field(default=None, description="prospective, active or inactive")
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
@@ -124,8 +132,11 @@ class CompanyCustomerList(ListParams):
 class NoteList(ListParams):
     """`search` matches the text; `ordering` over id, created_at, customer_id."""
 
-    customer_id: int | None = None
+    ordering: str | None = ordering_field(*NOTE_ORDERING)
+    customer_id: int | None = Field(default=None, ge=MIN_INT, le=MAX_INT)
 
 
 class CustomerNoteList(ListParams):
     """A customer's notes."""
+
+    ordering: str | None = ordering_field(*NOTE_ORDERING)

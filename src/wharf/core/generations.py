@@ -1,0 +1,96 @@
+"""Data generations: a counter per group of tables, bumped by database triggers.
+
+The response cache keys every entry by the generation of the data it was built from. The
+triggers bump the counter inside the very transaction that changes the data, so once a write
+has committed, every reader sees the new generation and can no longer reach an entry built
+before it: correct by construction, on any worker and whatever writes (API, CLI, raw SQL),
+and independent of whether the cache backend (Redis) is reachable.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import BigInteger, Engine, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from wharf.core.db import Base
+
+TABLE = "cache_generations"
+
+
+class Generation(Base):
+    __tablename__ = TABLE
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION wharf_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {TABLE} SET n = n + 1 WHERE name = TG_ARGV[0];
+    RETURN NULL;
+END
+$$
+"""
+
+
+def _identifier(name: str) -> str:
+    # DDL cannot bind parameters; these names come from migrations, and are checked anyway.
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return name
+
+
+def create_trigger_sql(dialect: str, table: str, group: str) -> list[str]:
+    """DDL that bumps `group`'s generation whenever `table` changes (for migrations)."""
+    table, group = _identifier(table), _identifier(group)
+    if dialect == "postgresql":
+        # One bump per statement, TRUNCATE included; the row lock it takes is held to commit,
+        # so writers of one group serialize on it (the price of a never-stale cache).
+        return [
+            _PG_FUNCTION,
+            f"CREATE TRIGGER trg_{table}_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+            f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION wharf_bump_generation('{group}')",
+        ]
+    # SQLite has row triggers only.
+    return [
+        f"CREATE TRIGGER trg_{table}_generation_{event.lower()} AFTER {event} ON {table} "
+        f"BEGIN UPDATE {TABLE} SET n = n + 1 WHERE name = '{group}'; END"
+        for event in ("INSERT", "UPDATE", "DELETE")
+    ]
+
+
+def drop_trigger_sql(dialect: str, table: str) -> list[str]:
+    table = _identifier(table)
+    if dialect == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS trg_{table}_generation ON {table}"]
+    return [
+        f"DROP TRIGGER IF EXISTS trg_{table}_generation_{event}"
+        for event in ("insert", "update", "delete")
+    ]
+
+
+_READ = f"SELECT name, n FROM {TABLE}"
+
+
+def read_all(engine: Engine) -> dict[str, int]:
+    """Every group's generation, in one read of a few rows.
+
+    On the cache's hit path, so it goes straight to the pooled DBAPI connection: SQLAlchemy's
+    execution machinery costs several times this indexed read.
+    """
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(_READ)
+        rows = cursor.fetchall()
+        cursor.close()
+    except Exception:
+        # A raw DBAPI error bypasses SQLAlchemy's disconnect handling: never pool this one again.
+        conn.invalidate()
+        raise
+    finally:
+        conn.close()  # back to the pool, which ends the read transaction
+    return {str(name): int(n) for name, n in rows}
