@@ -26,13 +26,14 @@ import orjson
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.generations import read_all
+from wharf.core.generations import GenerationReader
 from wharf.core.metrics import BACKEND_ERRORS, CACHE
 from wharf.core.security import TOKEN_PREFIX, Principal, TokenResolver, token_hash
 
 log = logging.getLogger("wharf.cache")
 
 ACCOUNTS = "accounts"  # the generation that covers users and tokens
+_HIT, _MISS, _BYPASS = (CACHE.labels(result) for result in ("hit", "miss", "bypass"))
 MAX_ENTRY_BYTES = 1024 * 1024
 _KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
 
@@ -149,6 +150,7 @@ class ResponseCache:
         self.resolver = resolver
         self.backend = backend
         self.groups = groups
+        self.generations = GenerationReader(engine)
         # The database's identity: two deployments sharing one Redis never share entries.
         database = hashlib.blake2b(namespace.encode(), digest_size=6).hexdigest()
         self.prefix = f"{key_prefix}:rc:{database}:"
@@ -166,13 +168,14 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         try:
-            generations = read_all(self.engine)
-        except Exception:  # database trouble: let the app path answer it (e.g. 503)
+            generations = self.generations.read()
+        except Exception as exc:  # database trouble: let the app path answer it (e.g. 503)
+            log.warning("cache bypassed, generations unreadable: %s", type(exc).__name__)
             generations = {}
         principal = self._principal(token, generations)
         if principal is None or "read" not in principal.scopes or group.name not in generations:
             # Not ours to answer (401, 403) or no generation to key on: the app decides.
-            CACHE.labels("bypass").inc()
+            _BYPASS.inc()
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["principal_id"] = principal.user_id
@@ -180,10 +183,10 @@ class ResponseCache:
         key = self._key(scope, headers, group.name, generations[group.name], seen_by)
         cached = await self.backend.get(key)
         if cached is not None:
-            CACHE.labels("hit").inc()
+            _HIT.inc()
             await _replay(cached, headers.get(b"if-none-match"), send)
             return
-        CACHE.labels("miss").inc()
+        _MISS.inc()
         await self._fill(scope, receive, send, key)
 
     def _group(self, path: str) -> Group | None:

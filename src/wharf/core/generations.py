@@ -9,7 +9,9 @@ and independent of whether the cache backend (Redis) is reachable.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from typing import Any
 
 from sqlalchemy import BigInteger, Engine, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -75,22 +77,42 @@ def drop_trigger_sql(dialect: str, table: str) -> list[str]:
 _READ = f"SELECT name, n FROM {TABLE}"
 
 
-def read_all(engine: Engine) -> dict[str, int]:
-    """Every group's generation, in one read of a few rows.
+class GenerationReader:
+    """Reads every group's generation for the cache's hit path, on a connection of its own.
 
-    On the cache's hit path, so it goes straight to the pooled DBAPI connection: SQLAlchemy's
-    execution machinery costs several times this indexed read.
+    A pool checkout and return cost several times this one-row read, so the reader keeps one
+    autocommit DBAPI connection for itself (opened lazily, in the process and on the thread
+    that serves requests) and replaces it after any error.
     """
-    conn = engine.raw_connection()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(_READ)
-        rows = cursor.fetchall()
-        cursor.close()
-    except Exception:
-        # A raw DBAPI error bypasses SQLAlchemy's disconnect handling: never pool this one again.
-        conn.invalidate()
-        raise
-    finally:
-        conn.close()  # back to the pool, which ends the read transaction
-    return {str(name): int(n) for name, n in rows}
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Any = None  # a DBAPI connection (sqlite3 or psycopg)
+
+    def read(self) -> dict[str, int]:
+        conn = self.conn or self._connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(_READ)
+            rows = cursor.fetchall()
+            cursor.close()
+        except Exception:
+            self.close()
+            raise
+        return {str(name): int(n) for name, n in rows}
+
+    def _connect(self) -> Any:
+        fairy = self.engine.raw_connection()
+        conn = fairy.dbapi_connection
+        if self.engine.dialect.name == "postgresql":
+            # Each read must see the latest commit and hold no transaction open.
+            conn.autocommit = True  # type: ignore[union-attr]
+        fairy.detach()  # ours for good: the pool opens another in its place
+        self.conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
