@@ -34,7 +34,7 @@ test: lint
 # make bench BENCH_ARGS="--database-url postgresql://postgres@127.0.0.1:5432/wharf_bench"
 bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python bench/run.py --record $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --record $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

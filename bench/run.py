@@ -63,7 +63,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"server at {url} did not come up")
 
 
-def serve(app: str, env: dict[str, str], *, factory: bool) -> tuple[subprocess.Popen[bytes], int]:
+def serve(
+    app: str, env: dict[str, str], *, factory: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [
         "taskset",
@@ -214,7 +216,7 @@ def main() -> None:
         results.append(
             measure(
                 "wharf: customers list, cached in Redis",
-                serve("wharf.app:app_from_env", {**env, "WHARF_REDIS_URL": args.redis_url}, True),
+                serve("wharf.app:app_from_env", {**env, "WHARF_REDIS_URL": args.redis_url}),
                 LIST_PATH,
                 auth,
                 args,
@@ -241,7 +243,7 @@ def report(
     overhead: dict[str, float],
 ) -> None:
     backend = url.split(":", 1)[0]
-    command = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    command = " ".join(["python -m bench.run", *sys.argv[1:]])
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",

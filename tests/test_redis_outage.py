@@ -105,6 +105,16 @@ def test_redis_outage_mid_load_is_invisible_to_clients(database_url: str, tmp_pa
                 time.sleep(3.0)  # longer than the backend's pause after a failure
                 fresh = client.get(LIST).json()
                 assert fresh["items"][0]["last_name"] == "during-outage"
+                # Entries already in each process's memory need no Redis; the next
+                # generation's entries must reach Redis again.
+                current = client.get(f"/api/v1/customers/{s.customer_id}")
+                again = client.patch(
+                    f"/api/v1/customers/{s.customer_id}",
+                    json={"last_name": "after-outage"},
+                    headers={"If-Match": current.headers["etag"]},
+                )
+                assert again.status_code == 200
+                assert client.get(LIST).json()["items"][0]["last_name"] == "after-outage"
                 time.sleep(0.5)
                 stop.set()
                 for thread in threads:

@@ -10,7 +10,14 @@ from fastapi import FastAPI
 from wharf.accounts.service import resolve_token
 from wharf.api import api
 from wharf.core import handlers, observability, openapi
-from wharf.core.cache import Backend, Group, MemoryBackend, RedisBackend, ResponseCache
+from wharf.core.cache import (
+    Backend,
+    Group,
+    MemoryBackend,
+    RedisBackend,
+    ResponseCache,
+    TieredBackend,
+)
 from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.health import router as health
@@ -91,9 +98,10 @@ CACHE_GROUPS = (
 
 
 def _cache_backend(settings: Settings) -> Backend:
+    memory = MemoryBackend(settings.cache_memory_mb * 1024 * 1024)
     if settings.redis_url:
-        return RedisBackend(settings.redis_url, settings.cache_ttl_seconds)
-    return MemoryBackend(settings.cache_memory_mb * 1024 * 1024)
+        return TieredBackend(memory, RedisBackend(settings.redis_url, settings.cache_ttl_seconds))
+    return memory
 
 
 def app_from_env() -> FastAPI:

@@ -23,9 +23,8 @@ from starlette.testclient import TestClient
 from tests.conftest import REQUIRE_SERVICES, UserFactory, auth
 from tests.core.test_contract import assert_problem
 from wharf.app import create_app
-from wharf.core import ratelimit
 from wharf.core.config import Settings
-from wharf.core.ratelimit import MemoryStore, Policy, RateLimit, parse_policies, verdict
+from wharf.core.ratelimit import MemoryStore, Policy, RateLimit, parse_policies, stores, verdict
 from wharf.core.security import new_token, token_hash
 
 COMPANIES = "/api/v1/companies"
@@ -495,7 +494,7 @@ def test_redis_stopped_and_restarted(
     limited: Client, make_user: UserFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, token = make_user()
-    monkeypatch.setattr(ratelimit, "_PAUSE_SECONDS", 0.0)  # retry Redis on every request
+    monkeypatch.setattr(stores, "_PAUSE_SECONDS", 0.0)  # retry Redis on every request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -120,6 +120,28 @@ class RedisBackend:
         self.paused_until = time.monotonic() + self.PAUSE_SECONDS
 
 
+class TieredBackend:
+    """Process memory in front of Redis. An entry's key names the data generation it was
+    built from, so a local copy can never be stale: memory serves the hot entries without a
+    network round trip, and Redis shares every entry between workers and hosts."""
+
+    def __init__(self, near: MemoryBackend, far: Backend) -> None:
+        self.near = near
+        self.far = far
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.near.get(key)
+        if value is None:
+            value = await self.far.get(key)
+            if value is not None:
+                await self.near.set(key, value)
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self.near.set(key, value)
+        await self.far.set(key, value)
+
+
 @dataclass(frozen=True)
 class Group:
     """Paths whose representations depend on one generation; `shared` when every reader

@@ -1,48 +1,34 @@
-"""`Idempotency-Key` on every POST (Stripe semantics), as one pure ASGI layer over the database.
-
-A POST that carries a key first records it as in flight, in its own short committed
-transaction; the unique (user_id, key) constraint makes exactly one of any number of racing
-requests, on any worker, the one that runs. When it has finished, its status, the headers a
-client acts on and the exact body bytes are stored *before* the response leaves, so a client
-that saw the response can only ever get it replayed. Retrying:
-
-- the same request within the TTL replays the stored response, `Idempotent-Replayed: true`;
-- another method, path, query or body under the same key is 422;
-- while the first still runs, 409 with `Retry-After`; an in-flight row older than the lock
-  timeout belongs to a worker that died, and the next retry takes it over;
-- a 5xx or an exception stores nothing (the in-flight row is deleted), so a retry runs again.
-
-Keys are scoped to the user behind the bearer token. A request whose token does not resolve
-passes through untouched and the app answers 401. The layer sits inside the rate limiter and
-`HttpContract` (so paths are already normalised and bodies already bounded), and outside the
-exception handlers, so it sees every handled error as the response it becomes.
-
-The one gap a middleware cannot close: the endpoint commits before the response is stored, so
-if the database fails in between, the key stays in flight until the lock timeout and a retry
-after that runs again. It is logged.
-"""
+"""The idempotency ASGI layer: validates the header, claims the key, and answers with a
+replay, a 422, a 409 or the app's own response, stored on the way out (see the package
+docstring)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.db import utcnow
-from wharf.core.models_idempotency import IdempotencyKey
+from wharf.core.idempotency.store import (
+    Claimed,
+    InFlight,
+    Mismatch,
+    Stored,
+    claim,
+    complete,
+    fingerprint,
+    release,
+    resolve_user,
+)
 from wharf.core.responses import PROBLEM_JSON, problem_body
-from wharf.core.security import TOKEN_PREFIX, TokenResolver, token_hash
+from wharf.core.security import TOKEN_PREFIX
 
 log = logging.getLogger("wharf.idempotency")
 
@@ -52,176 +38,6 @@ REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 # added afresh by the outer layers.
 STORED_HEADERS = frozenset({b"content-type", b"location", b"etag", b"cache-control"})
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # printable ASCII, as Stripe's keys are
-PURGE_BATCH = 100  # expired rows deleted on each new key: bounded work, enough to keep up
-_CLAIM_ATTEMPTS = 5
-
-K = IdempotencyKey
-
-
-def fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
-    """What makes a retry "the same request": sha256 over length-prefixed parts."""
-    digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), query, body):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()
-
-
-# Database side: plain functions on an engine, run in the threadpool by the middleware.
-
-
-@dataclass(frozen=True)
-class Claimed:
-    row_id: int
-    lock: str
-
-
-@dataclass(frozen=True)
-class Stored:
-    status: int
-    headers: list[list[str]]
-    body: bytes
-
-
-class Mismatch:
-    """The key was first used with another request."""
-
-
-class InFlight:
-    """The first request with this key is still running."""
-
-
-Outcome = Claimed | Stored | Mismatch | InFlight
-
-
-def _write(engine: Engine) -> Connection:
-    conn = engine.connect()
-    conn.execution_options(wharf_write=True)  # SQLite: BEGIN IMMEDIATE, never a stale read
-    return conn
-
-
-def _purge(conn: Connection, now: datetime, limit: int) -> int:
-    # SKIP LOCKED (PostgreSQL; SQLite ignores it) keeps concurrent purges off each other's rows.
-    expired = (
-        select(K.id)
-        .where(K.expires_at <= now)
-        .order_by(K.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return conn.execute(delete(K).where(K.id.in_(expired))).rowcount
-
-
-def purge_expired(engine: Engine, *, batch: int = 1000) -> int:
-    """Delete every expired key, in batches; returns how many went. For `wharf idempotency`."""
-    total = 0
-    while True:
-        with _write(engine) as conn, conn.begin():
-            deleted = _purge(conn, utcnow(), batch)
-        total += deleted
-        if deleted < batch:
-            return total
-
-
-def claim(
-    engine: Engine,
-    *,
-    user_id: int,
-    key: str,
-    fingerprint: str,
-    ttl: timedelta,
-    lock_timeout: timedelta,
-) -> Outcome:
-    """Start the request under this key, or say why not (replay, mismatch, in flight)."""
-    for _ in range(_CLAIM_ATTEMPTS):
-        now = utcnow()
-        lock = secrets.token_hex(16)
-        try:
-            with _write(engine) as conn, conn.begin():
-                _purge(conn, now, PURGE_BATCH)
-                row_id = conn.execute(
-                    insert(K)
-                    .values(
-                        user_id=user_id,
-                        key=key,
-                        fingerprint=fingerprint,
-                        lock=lock,
-                        created_at=now,
-                        locked_at=now,
-                        expires_at=now + ttl,
-                    )
-                    .returning(K.id)
-                ).scalar_one()
-            return Claimed(row_id, lock)
-        except IntegrityError:
-            pass  # the key exists: look at it
-
-        with engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    K.id,
-                    K.fingerprint,
-                    K.lock,
-                    K.status,
-                    K.headers,
-                    K.body,
-                    (K.expires_at <= now).label("expired"),
-                    (K.locked_at <= now - lock_timeout).label("stale"),
-                ).where(K.user_id == user_id, K.key == key)
-            ).first()
-        if row is None:
-            continue  # the first request failed and let go of the key: run this one
-        if row.expired:
-            # Forgotten, even if not purged yet: the key is free again.
-            with _write(engine) as conn, conn.begin():
-                conn.execute(delete(K).where(K.id == row.id, K.expires_at <= now))
-            continue
-        if row.fingerprint != fingerprint:
-            return Mismatch()
-        if row.status is not None:
-            return Stored(row.status, row.headers or [], row.body or b"")
-        if row.stale:
-            # Its worker died mid-request (or is hopelessly slow): take the key over, unless
-            # another retry already did.
-            with _write(engine) as conn, conn.begin():
-                taken = conn.execute(
-                    update(K)
-                    .where(K.id == row.id, K.lock == row.lock, K.status.is_(None))
-                    .values(lock=lock, locked_at=now)
-                ).rowcount
-            if taken:
-                return Claimed(row.id, lock)
-            continue
-        return InFlight()
-    return InFlight()  # the key changed hands under us every time: let the client retry
-
-
-def complete(engine: Engine, claimed: Claimed, stored: Stored) -> bool:
-    """Store the finished response; False if the key was taken over meanwhile."""
-    with _write(engine) as conn, conn.begin():
-        done = conn.execute(
-            update(K)
-            .where(K.id == claimed.row_id, K.lock == claimed.lock, K.status.is_(None))
-            .values(status=stored.status, headers=stored.headers, body=stored.body, lock=None)
-        ).rowcount
-    return done == 1
-
-
-def release(engine: Engine, claimed: Claimed) -> None:
-    """Forget an in-flight key whose request failed, so that a retry runs again."""
-    with _write(engine) as conn, conn.begin():
-        conn.execute(
-            delete(K).where(K.id == claimed.row_id, K.lock == claimed.lock, K.status.is_(None))
-        )
-
-
-def _resolve(engine: Engine, resolver: TokenResolver, token: str) -> int | None:
-    with engine.connect() as conn:
-        principal = resolver(conn, token_hash(token))
-    return None if principal is None else principal.user_id
-
-
-# ASGI side.
 
 
 class Idempotency:
@@ -274,7 +90,7 @@ class Idempotency:
         user_id: int | None = None
         if token is not None:
             try:
-                user_id = await run_in_threadpool(_resolve, engine, state.token_resolver, token)
+                user_id = await run_in_threadpool(resolve_user, engine, state.token_resolver, token)
             except OperationalError:
                 await _unavailable(send, path)
                 return

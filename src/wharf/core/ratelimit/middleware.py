@@ -1,0 +1,229 @@
+"""The rate-limit ASGI layer: which policies and key a request counts against, the RateLimit
+fields on its response, and the 429 (see the package docstring)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wharf.core.ratelimit.policies import Policy, Verdict, parse_policies
+from wharf.core.ratelimit.stores import MemoryStore, RedisStore
+from wharf.core.responses import PROBLEM_JSON, problem_body
+from wharf.core.security import TOKEN_PREFIX
+
+if TYPE_CHECKING:
+    from wharf.core.config import Settings
+
+_TOKEN_PREFIX = TOKEN_PREFIX.encode()
+_FORM_CAP = 64 * 1024  # a login form is tiny; past this the account is not parsed
+
+
+class RateLimit:
+    """The pure ASGI layer. Build it with `app.add_middleware(RateLimit, settings=...)`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        login_path: str,
+        api_prefix: str = "/api/",
+    ) -> None:
+        self.app = app
+        self.login_path = login_path
+        self.api_prefix = api_prefix
+        self.api = parse_policies("api", settings.rate_limit_api)
+        self.login_account = parse_policies("login", settings.rate_limit_login)
+        self.login_address = parse_policies("login-address", settings.rate_limit_login_address)
+        self.api_policy_field = b", ".join(p.policy_member for p in self.api)
+        self.login_policy_field = b", ".join(
+            p.policy_member for p in (*self.login_account, *self.login_address)
+        )
+        self.memory = MemoryStore() if not settings.redis_url else None
+        self.redis = (
+            RedisStore(settings.redis_url, f"{settings.redis_key_prefix}:rl")
+            if settings.redis_url
+            else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.api_prefix):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST" and scope["path"] == self.login_path:
+            receive, checks, policy_field = await self._login(scope, receive)
+        elif self.memory is not None and len(self.api) == 1:
+            # The common case, kept lean: one policy, one key, counted in memory.
+            policy = self.api[0]
+            allowed, left, seconds = self.memory.hit(policy, self._caller(scope))
+            extra = [
+                (b"ratelimit-policy", self.api_policy_field),
+                (b"ratelimit", policy.member_start + b"%d;t=%d" % (left, seconds)),
+            ]
+            if not allowed:
+                await self._refuse(scope, send, policy, seconds, extra)
+                return
+            await self.app(scope, receive, _sending(send, extra))
+            return
+        else:
+            key = self._caller(scope)
+            checks = [(policy, key) for policy in self.api]
+            policy_field = self.api_policy_field
+
+        # Every policy is checked before any counts, so a request refused by one uses up
+        # none of the others.
+        results: list[Verdict | None] = []
+        entries: list[list[int]] = []
+        for policy, key in checks:
+            if self.memory is not None:
+                checked, entry = self.memory.check(policy, key)
+                results.append(checked)
+                entries.append(entry)
+            else:
+                assert self.redis is not None
+                results.append(await self.redis.check(policy, key))
+        if all(r is None or r[0] for r in results):
+            for entry in entries:
+                entry[2] += 1
+            if self.redis is not None:
+                for i, (policy, key) in enumerate(checks):
+                    if results[i] is not None and not await self.redis.take(policy, key):
+                        results[i] = (False, 0, 1)
+
+        extra = [(b"ratelimit-policy", policy_field)]
+        members: list[bytes] = []
+        refused: tuple[Policy, int] | None = None
+        for (policy, _), result in zip(checks, results, strict=True):
+            if result is None:  # Redis is down: serve, and say nothing about what is left
+                continue
+            allowed, left, seconds = result
+            members.append(policy.member_start + b"%d;t=%d" % (left, seconds))
+            if not allowed and (refused is None or seconds > refused[1]):
+                refused = (policy, seconds)  # the longest wait is the one to report
+        if members:
+            extra.append((b"ratelimit", b", ".join(members)))
+        if refused is not None:
+            await self._refuse(scope, send, *refused, extra)
+            return
+
+        await self.app(scope, receive, _sending(send, extra))
+
+    def _caller(self, scope: Scope) -> str:
+        """The sha256 of a well-formed bearer token, else the client address."""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = value[7:]
+                if (
+                    value[:7].lower() == b"bearer "
+                    and token.startswith(_TOKEN_PREFIX)
+                    and len(token) <= 200
+                    and token.isascii()
+                ):
+                    # Equal to core.security.token_hash (tokens are ASCII), without a decode
+                    # and re-encode on the hot path.
+                    return "t:" + hashlib.sha256(token).hexdigest()
+                break
+        return "a:" + _address(scope)
+
+    async def _login(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Receive, list[tuple[Policy, str]], bytes]:
+        messages, body = await _buffer(receive, _FORM_CAP)
+        account = _account(scope, body) if body is not None else ""
+        address = _address(scope)
+        by_account = f"{address}/{hashlib.sha256(account.encode()).hexdigest()[:32]}"
+        checks = [(p, by_account) for p in self.login_account]
+        checks += [(p, address) for p in self.login_address]
+        return _replay(messages, receive), checks, self.login_policy_field
+
+    @staticmethod
+    async def _refuse(
+        scope: Scope, send: Send, policy: Policy, retry_after: int, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        policy.rejected.inc()
+        body = problem_body(
+            429,
+            "Too many requests",
+            f"The {policy.name!r} limit of {policy.limit} requests per {policy.window} s is "
+            f"used up; retry in {retry_after} s.",
+            scope["path"],
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after).encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _sending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_fields(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # A new dict and list: the cache inside may replay the messages it was given.
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return send_with_fields
+
+
+def _address(scope: Scope) -> str:
+    # The peer as the server saw it; behind a proxy, run uvicorn with --forwarded-allow-ips
+    # so this is the client's address rather than the proxy's.
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _account(scope: Scope, body: bytes) -> str:
+    """The form's `username`, lower-cased. A multipart login has none here, so all of an
+    address's multipart attempts share one account bucket (stricter, never looser)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            if not value.lower().startswith(b"application/x-www-form-urlencoded"):
+                return ""
+            break
+    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        if key == "username":
+            return value.strip().lower()
+    return ""
+
+
+async def _buffer(receive: Receive, cap: int) -> tuple[list[Message], bytes | None]:
+    """Read the request body (up to `cap`), keeping every message for `_replay`."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        chunk: bytes = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return messages, b"".join(chunks)
+        if size > cap:
+            return messages, None
+
+
+def _replay(messages: Sequence[Message], upstream: Receive) -> Receive:
+    pending: deque[Message] = deque(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.popleft()
+        return await upstream()
+
+    return receive
