@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wharf.core.responses import PROBLEM_JSON, problem_body
+from wharf.core.asgi import read_body, replay, send_problem
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json", "application/problem+json"})
@@ -78,12 +78,12 @@ class HttpContract:
         if path.startswith(self.api_prefix):
             refusal = self._refuse(scope["method"].encode(), path, headers)
             if refusal is not None:
-                await _send_problem(send, path, *refusal)
+                await send_problem(send, path, *refusal)
                 return
             if scope["method"].encode() in _BODY_METHODS:
-                body = await _read_body(receive, self.max_body_bytes)
+                body = await read_body(receive, self.max_body_bytes)
                 if body is None:
-                    await _send_problem(
+                    await send_problem(
                         send,
                         path,
                         413,
@@ -91,7 +91,7 @@ class HttpContract:
                         f"The request body exceeds {self.max_body_bytes} bytes.",
                     )
                     return
-                receive = _replay(body, receive)
+                receive = replay(body, receive)
         await self.app(scope, receive, send)
 
     def _refuse(
@@ -124,48 +124,3 @@ class HttpContract:
                     (f"Send the body as application/json; got {ctype or 'no Content-Type'}."),
                 )
         return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, upstream: Receive) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await upstream()  # later calls wait for the client's disconnect, as usual
-
-    return receive
-
-
-async def _send_problem(send: Send, path: str, status: int, title: str, detail: str) -> None:
-    body = problem_body(status, title, detail, path)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

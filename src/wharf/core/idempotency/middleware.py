@@ -8,7 +8,6 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 import anyio
 from sqlalchemy import Engine
@@ -16,6 +15,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wharf.core.asgi import read_body, replay, send_problem
 from wharf.core.idempotency.store import (
     Claimed,
     InFlight,
@@ -27,7 +27,6 @@ from wharf.core.idempotency.store import (
     release,
     resolve_user,
 )
-from wharf.core.responses import PROBLEM_JSON, problem_body
 from wharf.core.security import TOKEN_PREFIX
 
 log = logging.getLogger("wharf.idempotency")
@@ -80,7 +79,7 @@ class Idempotency:
         path: str = scope["path"]
         refusal = self._refuse(path, keys)
         if refusal is not None:
-            await _send_problem(send, path, 400, "Bad request", refusal)
+            await send_problem(send, path, 400, "Bad request", refusal)
             return
         key = keys[0].decode("latin-1")
 
@@ -100,10 +99,10 @@ class Idempotency:
         # For the access log, which otherwise learns the caller only when the endpoint runs.
         scope.setdefault("state", {})["principal_id"] = user_id
 
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client went away before sending its body
-        replay_receive = _replay(body, receive)
+        replay_receive = replay(body, receive)
         try:
             outcome = await run_in_threadpool(
                 claim,
@@ -121,7 +120,7 @@ class Idempotency:
         if isinstance(outcome, Stored):
             await _send_stored(send, outcome)
         elif isinstance(outcome, Mismatch):
-            await _send_problem(
+            await send_problem(
                 send,
                 path,
                 422,
@@ -139,7 +138,7 @@ class Idempotency:
                 },
             )
         elif isinstance(outcome, InFlight):
-            await _send_problem(
+            await send_problem(
                 send,
                 path,
                 409,
@@ -240,31 +239,6 @@ def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    # HttpContract (outside) has already bounded and buffered the body: this is one message.
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, upstream: Receive) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await upstream()
-
-    return receive
-
-
 async def _send_stored(send: Send, stored: Stored) -> None:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in stored.headers]
     headers += [(b"content-length", str(len(stored.body)).encode()), REPLAYED_HEADER]
@@ -273,7 +247,7 @@ async def _send_stored(send: Send, stored: Stored) -> None:
 
 
 async def _unavailable(send: Send, path: str) -> None:
-    await _send_problem(
+    await send_problem(
         send,
         path,
         503,
@@ -281,28 +255,3 @@ async def _unavailable(send: Send, path: str) -> None:
         "The database is unreachable right now; retry shortly.",
         headers=[(b"retry-after", b"1")],
     )
-
-
-async def _send_problem(
-    send: Send,
-    path: str,
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    extra: dict[str, Any] | None = None,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = problem_body(status, title, detail, path, extra=extra)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
