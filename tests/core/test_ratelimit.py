@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import socket
@@ -30,7 +29,6 @@ from wharf.core.security import new_token, token_hash
 COMPANIES = "/api/v1/companies"
 LOGIN = "/api/v1/auth/token"
 PASSWORD = "correct horse battery"  # what make_user gives every user
-REDIS_URL = os.environ.get("WHARF_TEST_REDIS_URL")
 DOWN_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 Client = Callable[..., TestClient]
@@ -382,22 +380,6 @@ def test_a_multipart_login_cannot_dodge_the_account_key(limited: Client) -> None
 
 
 # Redis
-
-
-@pytest.fixture
-def redis_url() -> str:
-    if not REDIS_URL:
-        pytest.skip("Redis tests skipped: WHARF_TEST_REDIS_URL is not set")
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        message = f"Redis at {REDIS_URL} is unreachable: {exc}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
-    return REDIS_URL
 
 
 @pytest.fixture
