@@ -11,6 +11,7 @@ as it is in the document.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -235,9 +236,18 @@ def read_before_write(app: FastAPI, case: AnyCase) -> None:
         case.headers["If-Match"] = current.headers["etag"]
 
 
+VALID_KEY = re.compile(r"[!-~]{1,255}")
+
+
 def authorize(case: AnyCase, keeper: AdminKeeper) -> None:
     if case.headers.get("Authorization") == STAND_IN:
         case.headers["Authorization"] = f"Bearer {keeper.token()}"
+    # A valid Idempotency-Key is made unique, as a client makes one per intended operation:
+    # the fuzzer reuses values freely, and a reused key with another body is rightly a 422.
+    # Invalid keys are sent as generated (the 400 is part of what is tested).
+    key = case.headers.get("Idempotency-Key") if case.headers else None
+    if isinstance(key, str) and VALID_KEY.fullmatch(key):
+        case.headers["Idempotency-Key"] = secrets.token_hex(16)
 
 
 # Loaded at import, so pytest collects one test per operation (and per database backend).
@@ -389,3 +399,28 @@ def raw_request(
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, content
+
+
+def test_the_document_declares_what_the_front_layers_add() -> None:
+    """Idempotency-Key on every API POST but those answering with a secret; the request id
+    and RateLimit fields on every response (schemathesis checks the real ones against it)."""
+    doc = api_document()
+    posts = {path for path, item in doc["paths"].items() if "post" in item and "/api/" in path}
+    keyed = {
+        path
+        for path in posts
+        if any(
+            p["name"] == "Idempotency-Key" for p in doc["paths"][path]["post"].get("parameters", [])
+        )
+    }
+    assert "/api/v1/customers" in keyed
+    assert keyed == posts - {"/api/v1/auth/token", "/api/v1/auth/tokens"}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                headers = response["headers"]
+                assert "X-Request-ID" in headers, (method, path, status)
+                if path.startswith("/api/"):
+                    assert {"RateLimit", "RateLimit-Policy"} <= set(headers), (method, path)
+                replayable = path in keyed and method == "post" and status.startswith("2")
+                assert ("Idempotent-Replayed" in headers) == replayable, (method, path, status)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from httpx2 import Response
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory, auth
+from wharf.accounts import service as accounts
 from wharf.accounts.models import ApiToken, User
+from wharf.core.concurrency import Precondition
+from wharf.core.errors import Conflict
+from wharf.core.security import ROLE_SCOPES, Principal
 
 USERS = "/api/v1/users"
 COMPANIES = "/api/v1/companies"
@@ -432,3 +437,51 @@ def test_an_admin_may_go_when_another_remains(anon: TestClient, make_user: UserF
     # Now the second is the last admin and must stay.
     assert_problem(anon.delete(f"{USERS}/{second_id}", headers=auth(second)), 409)
     assert anon.delete(f"{USERS}/{first_id}", headers=auth(second)).status_code == 204
+
+
+def writing(conn: Connection) -> Connection:
+    # As a request's write transaction is (core.db.get_db): on SQLite, BEGIN IMMEDIATE.
+    return conn.execution_options(wharf_write=True)
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one(
+    engine: Engine, make_user: UserFactory
+) -> None:
+    """The last-admin check locks the admins' rows: the second demotion waits for the first
+    and then sees it, instead of both reading 'another admin remains'."""
+    a, _ = make_user(role="admin")
+    b, _ = make_user(role="admin")
+    with engine.connect() as conn:
+        version = {row.id: row.version for row in conn.execute(select(User.id, User.version))}
+
+    def demote(conn: Connection, user_id: int, by: int) -> None:
+        accounts.update_user(
+            conn,
+            user_id=user_id,
+            viewer=Principal(user_id=by, role="admin", token_id=0, scopes=ROLE_SCOPES["admin"]),
+            changes={"role": "user"},
+            expected=Precondition(version=version[user_id], from_header=True),
+        )
+
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            with engine.connect() as conn, writing(conn).begin():
+                demote(conn, b, by=a)
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    with engine.connect() as first, writing(first).begin():
+        demote(first, a, by=b)
+        racer = threading.Thread(target=second)
+        racer.start()
+        racer.join(timeout=1.0)
+        assert racer.is_alive(), "the second demotion did not wait for the first"
+    racer.join(timeout=30)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], Conflict)
+    with engine.connect() as conn:
+        admins = conn.execute(select(User.id).where(User.role == "admin")).scalars().all()
+    assert admins == [b]

@@ -331,20 +331,44 @@ def test_an_unhandled_error_is_logged_once_with_the_request_id(
     # it would reach uvicorn, which would log its traceback a second time.
     with TestClient(app) as client:
         response = client.get("/boom", headers={"X-Request-ID": "err-1"})
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["x-request-id"] == "err-1"
-    assert "err-1" in response.json()["detail"]
-    assert "kaboom" not in response.text
-    tracebacks = [r for r in everything if r.exc_info]
-    assert len(tracebacks) == 1, tracebacks
-    assert getattr(tracebacks[0], "request_id", None) == "err-1"
-    line = one_line_for([r for r in everything if r.name == "wharf.access"], "err-1")
-    assert line["status"] == 500
+    line = assert_one_500(response, everything, "err-1", secret="kaboom")
     assert line["route"] == "/boom"
     assert next(r for r in everything if r.name == "wharf.access").__dict__["error"] == (
         "RuntimeError"
     )
+
+
+def test_an_error_in_front_of_routing_is_answered_and_logged_once(
+    app: FastAPI, client: TestClient, everything: list[logging.LogRecord], monkeypatch: Any
+) -> None:
+    # The layers in front of FastAPI (contract, rate limit, cache) run outside Starlette's
+    # error middleware; the observability layer answers for them.
+    def broken(*_: object) -> None:
+        raise RuntimeError("front fell over")
+
+    contract = app.front.app  # type: ignore[attr-defined]  # Observability -> HttpContract
+    monkeypatch.setattr(contract, "_refuse", broken)
+    response = client.get("/api/v1/companies", headers={"X-Request-ID": "front-1"})
+    assert_one_500(response, everything, "front-1", secret="fell over")
+
+
+def assert_one_500(
+    response: httpx2.Response, records: list[logging.LogRecord], request_id: str, *, secret: str
+) -> dict[str, Any]:
+    """A 500 problem naming the request id and not the error, one traceback logged with the
+    id, and the access line; which is returned."""
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == request_id
+    assert response.json()["status"] == 500
+    assert request_id in response.json()["detail"]
+    assert secret not in response.text
+    tracebacks = [r for r in records if r.exc_info]
+    assert len(tracebacks) == 1, tracebacks
+    assert getattr(tracebacks[0], "request_id", None) == request_id
+    line = one_line_for([r for r in records if r.name == "wharf.access"], request_id)
+    assert line["status"] == 500
+    return line
 
 
 def test_a_layer_in_front_of_routing_can_name_the_route(

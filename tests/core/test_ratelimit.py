@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
@@ -107,7 +108,7 @@ def test_verdict_weights_the_previous_window_by_its_overlap() -> None:
 def test_verdict_waits_for_the_window_to_roll_when_it_alone_is_full() -> None:
     # 10 of 10 in this window, 20 s left; then 10 * (60 - s) / 60 must fall to 9: s = 6.
     assert verdict(10, 60, 0, 0.0, 10, 20.0) == (False, 0, 26)
-    # 20 in this window (a race can overshoot in Redis): 20 * (60 - s) / 60 <= 9 at s = 33.
+    # 20 in this window (the limit was lowered since): 20 * (60 - s) / 60 <= 9 at s = 33.
     assert verdict(10, 60, 0, 0.0, 20, 20.0) == (False, 0, 53)
     # Never 0 seconds, even when the slot frees at once.
     assert verdict(10, 60, 10, 54.1, 0, 54.1) == (False, 0, 1)
@@ -392,6 +393,41 @@ def prefix(redis_url: str) -> Iterator[str]:
     with redis.Redis.from_url(redis_url, socket_timeout=2) as client:
         for key in client.scan_iter(match=f"{prefix}:*"):
             client.delete(key)
+
+
+def test_redis_counts_racing_requests_exactly(redis_url: str, prefix: str) -> None:
+    # One script per request checks and counts atomically: 60 requests racing for 10 slots
+    # get exactly 10, never one more.
+    store = stores.RedisStore(redis_url, prefix)
+    policy = parse_policies("api", "10/minute")[0]
+
+    async def race() -> list[bool]:
+        results = await asyncio.gather(*(store.hit([(policy, "k")]) for _ in range(60)))
+        return [r[0][0] for r in results if r is not None]
+
+    allowed = asyncio.run(race())
+    assert len(allowed) == 60
+    assert allowed.count(True) == 10
+
+
+def test_redis_refused_by_one_policy_counts_against_none(redis_url: str, prefix: str) -> None:
+    store = stores.RedisStore(redis_url, prefix)
+    tight, loose = parse_policies("login", "2/minute")[0], parse_policies("address", "5/minute")[0]
+
+    async def hits(n: int) -> list[list[tuple[bool, int, int]] | None]:
+        return [await store.hit([(tight, "acct"), (loose, "addr")]) for _ in range(n)]
+
+    first = asyncio.run(hits(4))
+    assert [[v[0] for v in r] for r in first if r] == [
+        [True, True],
+        [True, True],
+        [False, True],
+        [False, True],
+    ]
+    # The two refused requests used nothing of the loose policy: 5 - 2 - 1 = 2 left.
+    only_loose = asyncio.run(store.hit([(loose, "addr")]))
+    assert only_loose is not None
+    assert only_loose[0][:2] == (True, 2)
 
 
 def test_two_apps_sharing_redis_share_the_limit(

@@ -141,10 +141,10 @@ def update_user(
 
 
 def _keep_one_admin(conn: Connection, user_id: int) -> None:
-    others = conn.execute(
-        select(func.count()).select_from(User).where(User.role == "admin", User.id != user_id)
-    ).scalar_one()
-    if others == 0:
+    # The admins' rows are locked until commit (PostgreSQL; SQLite's writers queue anyway), so
+    # two admins demoting or deleting each other at once cannot both see the other remain.
+    admins = conn.execute(select(User.id).where(User.role == "admin").with_for_update()).all()
+    if not any(row.id != user_id for row in admins):
         raise Conflict("This is the last admin; make another user admin first.")
 
 

@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from starlette.types import Message, Receive, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from wharf.core.responses import PROBLEM_JSON, problem_body
+from wharf.core.security import TOKEN_PREFIX
+
+# Scope keys shared by the layers in front of routing.
+RESPONSE_HEADERS = "wharf.response_headers"  # extra response headers, added by the outermost
+_DIGEST = "wharf.token_digest"
+_TOKEN_PREFIX = TOKEN_PREFIX.encode()
+_MAX_TOKEN = 200
+
+
+def bearer_digest(scope: Scope) -> str | None:
+    """The sha256 (hex) of the request's well-formed Wharf bearer token, else None.
+
+    Equal to `core.security.token_hash`; worked out once per request (the rate limiter and the
+    cache both key on it) and straight from the header's bytes, as tokens are ASCII.
+    """
+    if _DIGEST in scope:
+        digest: str | None = scope[_DIGEST]
+        return digest
+    digest = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            token = value[7:]
+            if (
+                value[:7].lower() == b"bearer "
+                and token.startswith(_TOKEN_PREFIX)
+                and len(token) <= _MAX_TOKEN
+                and token.isascii()
+            ):
+                digest = hashlib.sha256(token).hexdigest()
+            break
+    scope[_DIGEST] = digest
+    return digest
+
+
+def with_response_headers(scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    """A `send` whose response start carries `headers` too.
+
+    Under the observability layer the headers join its per-request list, so a request pays for
+    one send wrapper however many layers add headers; on its own a layer wraps `send` itself.
+    """
+    extra: list[tuple[bytes, bytes]] | None = scope.get(RESPONSE_HEADERS)
+    if extra is not None:
+        extra.extend(headers)
+        return send
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # A new dict and list: the cache inside may keep the messages it was given.
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+
+    return send_with_headers
 
 
 async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:

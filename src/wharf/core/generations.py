@@ -10,7 +10,9 @@ and independent of whether the cache backend (Redis) is reachable.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import re
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, Engine, String
@@ -83,13 +85,22 @@ class GenerationReader:
     A pool checkout and return cost several times this one-row read, so the reader keeps one
     autocommit DBAPI connection for itself (opened lazily, in the process and on the thread
     that serves requests) and replaces it after any error.
+
+    On SQLite the table is read again only after a commit: see `WalWatch`.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.conn: Any = None  # a DBAPI connection (sqlite3 or psycopg)
+        self.watch: WalWatch | None = None
+        self.last: dict[str, int] | None = None
 
     def read(self) -> dict[str, int]:
+        """Every group's generation. The dict may be shared between calls: do not change it."""
+        watch = self.watch
+        mark = watch.mark() if watch is not None else None
+        if watch is not None and mark is not None and mark == watch.seen and self.last:
+            return self.last
         conn = self.conn or self._connect()
         try:
             cursor = conn.cursor()
@@ -99,7 +110,13 @@ class GenerationReader:
         except Exception:
             self.close()
             raise
-        return {str(name): int(n) for name, n in rows}
+        generations = {str(name): int(n) for name, n in rows}
+        if watch is not None:
+            # The mark from before the read: a commit racing it makes the next call read again.
+            watch.seen, self.last = mark, generations
+        elif self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            self.watch = WalWatch.open(self.engine.url.database)
+        return generations
 
     def _connect(self) -> Any:
         fairy = self.engine.raw_connection()
@@ -112,7 +129,49 @@ class GenerationReader:
         return conn
 
     def close(self) -> None:
+        self.last = None
+        if self.watch is not None:
+            self.watch.close()  # before the connection, whose open keeps the file whole
+            self.watch = None
         if self.conn is not None:
             with contextlib.suppress(Exception):
                 self.conn.close()
             self.conn = None
+
+
+class WalWatch:
+    """Tells, with one memory read, whether any connection has committed to a SQLite database
+    in WAL mode since the last look, from this process or any other.
+
+    SQLite keeps a header in the first 96 bytes of the `-shm` file, two copies of 48 bytes,
+    that every writer rewrites on every commit (its `iChange` counter goes up by one) before
+    the commit returns, and that every reader consults to see commits at all; the layout is
+    part of SQLite's documented file format (https://www.sqlite.org/walformat.html, 2.1). A
+    commit visible to a reader has therefore changed these bytes. Asking SQLite itself
+    (`PRAGMA data_version`) takes file locks, which cost more than the rest of a cache hit.
+
+    The copies are written second-first and read first-first, as SQLite does: when they
+    differ a commit is under way, and the caller reads the table (`mark` answers None).
+    """
+
+    HEADER = 96
+
+    def __init__(self, shm: mmap.mmap) -> None:
+        self.shm = shm
+        self.seen: bytes | None = None
+
+    @classmethod
+    def open(cls, database: str) -> WalWatch | None:
+        """A watch on `database`, or None where there is nothing to map (no WAL, in memory)."""
+        try:
+            with Path(database + "-shm").open("rb") as file:  # the map keeps a descriptor
+                return cls(mmap.mmap(file.fileno(), cls.HEADER, access=mmap.ACCESS_READ))
+        except (OSError, ValueError):  # missing, too short or not mappable: read every time
+            return None
+
+    def mark(self) -> bytes | None:
+        header = self.shm[: self.HEADER]
+        return header if header[:48] == header[48:] else None
+
+    def close(self) -> None:
+        self.shm.close()

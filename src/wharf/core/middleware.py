@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -17,6 +18,7 @@ _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json", "application/problem+json"})
 
 
+@lru_cache(maxsize=256)  # clients send a handful of distinct Accept values, again and again
 def _accepts_json(accept: str) -> bool:
     for part in accept.split(","):
         media, _, params = part.strip().partition(";")
@@ -34,6 +36,18 @@ def _quality(raw: str) -> float:
         return float(raw)
     except ValueError:
         return 1.0
+
+
+_NEGOTIATION = frozenset({b"accept", b"content-length", b"content-type", b"transfer-encoding"})
+
+
+def _negotiation(scope: Scope) -> dict[str, str]:
+    # Only the four headers this layer reads are decoded: it runs on every request.
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _NEGOTIATION
+    }
 
 
 def _is_json(content_type: str) -> bool:
@@ -66,8 +80,6 @@ class HttpContract:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-
         path: str = scope["path"]
         if len(path) > 1 and path.endswith("/"):
             # Same resource with or without the slash, and no redirect round trip.
@@ -76,7 +88,7 @@ class HttpContract:
             scope["raw_path"] = path.encode()
 
         if path.startswith(self.api_prefix):
-            refusal = self._refuse(scope["method"].encode(), path, headers)
+            refusal = self._refuse(scope["method"].encode(), path, _negotiation(scope))
             if refusal is not None:
                 await send_problem(send, path, *refusal)
                 return

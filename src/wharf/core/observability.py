@@ -1,8 +1,9 @@
 """Request ids, the access log, request metrics and GET /metrics.
 
-`install(app)` wraps the whole application, Starlette's ServerErrorMiddleware included, in one
-pure ASGI layer, so it sees every answer: the 406/413/415 of `HttpContract`, a 429, a cache hit,
-and the 500 of an unhandled error. It is the one place that generates or echoes `X-Request-ID`.
+`Observability` is the outermost layer of the whole application (`wharf.app.Wharf`), so it
+sees every answer: the 406/413/415 of `HttpContract`, a 429, a cache hit, and the 500 of an
+unhandled error, which it answers itself when it was raised in front of routing. It is the one
+place that generates or echoes `X-Request-ID`, and it adds every layer's response headers.
 
 The route label is the template of the route that answered (`/api/v1/customers/{customer_id}`,
 see `RouteTemplates`), or `unmatched` for a path no route knows, so unknown paths cannot blow up
@@ -41,6 +42,7 @@ from sqlalchemy.pool import QueuePool
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wharf.core.asgi import RESPONSE_HEADERS, send_problem
 from wharf.core.metrics import (
     DB_POOL_CHECKED_OUT,
     DB_POOL_SIZE,
@@ -52,6 +54,7 @@ from wharf.core.metrics import (
 from wharf.core.security import Admin
 
 access_log = logging.getLogger("wharf.access")
+errors_log = logging.getLogger("wharf.errors")
 
 ROUTE_KEY = "wharf.route"
 UNMATCHED = "unmatched"
@@ -190,27 +193,42 @@ class Observability:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         path: str = scope["path"]  # before HttpContract trims a trailing slash: what was asked
-        id_header = (b"x-request-id", request_id.encode())
+        # Response headers from every layer inside (request id, rate limits), added by the one
+        # send wrapper below; see core.asgi.with_response_headers.
+        extra = scope[RESPONSE_HEADERS] = [(b"x-request-id", request_id.encode())]
         status = 500  # what the server sends for an app that never starts a response
+        started = False
         end = 0.0
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, end
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started, end
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 end = perf_counter()
             await send(message)
 
         error: str | None = None
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception as exc:
-            # ServerErrorMiddleware has already answered 500 (unless the response had begun)
+            error = type(exc).__name__
+            if not started:
+                # Raised in front of routing, where no error middleware runs: answer here.
+                errors_log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+                await send_problem(
+                    send_with_headers,
+                    path,
+                    500,
+                    "Internal server error",
+                    "Something went wrong on our side. Quote request id "
+                    f"{request_id} when reporting it.",
+                )
+            # Otherwise ServerErrorMiddleware has answered 500 (unless the response had begun)
             # and core.handlers logged the traceback with the request id. Re-raising would only
             # make the server log the same traceback a second time, without the request id.
-            error = type(exc).__name__
         duration = (end or perf_counter()) - start
         route = self.routes.of(scope, status)
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
@@ -356,16 +374,7 @@ async def metrics_admin(request: Request, _: Admin) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Wrap the whole app in `Observability` and serve GET /metrics."""
-    routes = RouteTemplates(app)
-    build_stack = app.build_middleware_stack
-
-    def build_with_observability() -> ASGIApp:
-        # Outside ServerErrorMiddleware, which Starlette always puts first: add_middleware
-        # cannot reach there, and only from there is a 500 seen, logged once, with its id.
-        return Observability(build_stack(), routes=routes)
-
-    app.build_middleware_stack = build_with_observability  # type: ignore[method-assign]
+    """Serve GET /metrics. (The `Observability` layer itself is placed by `wharf.app`.)"""
     app.state.metrics_collector = _collector(app)
     public = app.state.settings.metrics_public
     app.add_api_route(

@@ -84,6 +84,40 @@ _HEADERS = {
     429: {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
     503: {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
 }
+# What the layers in front of routing add to operations: the Idempotency-Key request header
+# (every API POST but those that answer with a secret), and response headers.
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retried POST safe: the first response is stored for 24 h and "
+    "replayed, with Idempotent-Replayed: true, for the same key and body (Stripe's rules).",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
+_RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's id: the client's when it sent a sane one, else new.",
+        "schema": {"type": "string"},
+    },
+}
+_API_RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Policy": {
+        "description": 'The quotas this request counts against, e.g. "api";q=1200;w=60.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of each quota and when its window rolls over, e.g. "
+        '"api";r=1187;t=42.',
+        "schema": {"type": "string"},
+    },
+}
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored response to an earlier request with the "
+        "same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 _BODY_METHODS = frozenset({"post", "put", "patch"})
 _WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
@@ -124,8 +158,11 @@ def _problem_response(status: int) -> dict[str, Any]:
     return response
 
 
-def declare_problems(doc: dict[str, Any], *, api_prefix: str = "/api/") -> dict[str, Any]:
-    """Add the Problem schemas and every operation's problem responses to `doc`, in place."""
+def declare_problems(
+    doc: dict[str, Any], *, api_prefix: str = "/api/", no_idempotency: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Add the Problem schemas, every operation's problem responses and the headers of the
+    layers in front of routing to `doc`, in place."""
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("Problem", copy.deepcopy(_PROBLEM))
@@ -155,12 +192,35 @@ def declare_problems(doc: dict[str, Any], *, api_prefix: str = "/api/") -> dict[
                 responses.setdefault(
                     "304", {"description": "Not modified: If-None-Match names the current ETag."}
                 )
+            _declare_headers(path, method, operation, api_prefix, no_idempotency)
     _int32(doc)
     # Nothing refers to FastAPI's validation shapes any more.
     if "#/components/schemas/HTTPValidationError" not in _refs(doc.get("paths", {})):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
     return doc
+
+
+def _declare_headers(
+    path: str,
+    method: str,
+    operation: dict[str, Any],
+    api_prefix: str,
+    no_idempotency: frozenset[str],
+) -> None:
+    api = path.startswith(api_prefix)
+    idempotent = api and method == "post" and path not in no_idempotency
+    if idempotent:
+        parameters = operation.setdefault("parameters", [])
+        if not any(p.get("name") == "Idempotency-Key" for p in parameters):
+            parameters.append(copy.deepcopy(_IDEMPOTENCY_KEY))
+    for status, response in operation.get("responses", {}).items():
+        headers = response.setdefault("headers", {})
+        wanted = {**_RESPONSE_HEADERS, **(_API_RESPONSE_HEADERS if api else {})}
+        if idempotent and status.startswith("2"):
+            wanted.update(_REPLAYED)
+        for name, header in wanted.items():
+            headers.setdefault(name, copy.deepcopy(header))
 
 
 def _int32(node: Any) -> None:
@@ -185,7 +245,9 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
-def install(app: FastAPI, *, api_prefix: str = "/api/") -> None:
+def install(
+    app: FastAPI, *, api_prefix: str = "/api/", no_idempotency: frozenset[str] = frozenset()
+) -> None:
     """Make `app.openapi()` declare problem responses; composes with other wrappers of it."""
     generate: Callable[[], dict[str, Any]] = app.openapi
     declared: list[int] = []
@@ -193,7 +255,7 @@ def install(app: FastAPI, *, api_prefix: str = "/api/") -> None:
     def openapi() -> dict[str, Any]:
         doc = generate()
         if id(doc) not in declared:  # FastAPI caches the document; amend it once
-            declare_problems(doc, api_prefix=api_prefix)
+            declare_problems(doc, api_prefix=api_prefix, no_idempotency=no_idempotency)
             declared.append(id(doc))
         return doc
 

@@ -25,13 +25,15 @@ request: 1,200 entries per token at the default, O(limit) work per hit in Redis)
 memory and time per key, which is what a layer in front of every request can afford. Every
 policy of a request is checked before any counts, so a request refused by one uses up none.
 
-Stores: with `redis_url`, limits' async Redis storage (its Lua scripts keep the counters
-consistent across workers and hosts, and the asyncio client never blocks the loop); a request
-costs two round trips there (read, then an atomic check-and-count), a refused one only the
-first. Without Redis, a synchronous in-process table with the same arithmetic: limits' own
-async memory storage costs 12-18 us a hit here (an asyncio lock per key, and a task per hit
-that rescans every key) against ~0.5 us, and the event loop already makes a read-and-increment
-with no await in between atomic. Measure with `python -m bench.ratelimit_overhead`.
+Stores: with `redis_url`, one Lua script of ours per request (`stores.RedisStore`): every
+policy's check and count at once, atomic, on Redis's clock, in one round trip. limits' Redis
+storage was used before; it needs two round trips for a verdict plus the numbers the fields
+report (a read, then its atomic check-and-count), which halved throughput with Redis. limits
+still parses the limit strings. Without Redis, a synchronous in-process table with the same
+arithmetic: limits' own async memory storage costs 12-18 us a hit here (an asyncio lock per
+key, and a task per hit that rescans every key) against ~0.5 us, and the event loop already
+makes a read-and-increment with no await in between atomic. Measure with
+`python -m bench.ratelimit_overhead`.
 
 When Redis fails the request is served unlimited (fail open: no 5xx, only the RateLimit-Policy
 field), BACKEND_ERRORS counts it, a warning is logged at most every few seconds, and Redis is

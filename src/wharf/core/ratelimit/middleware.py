@@ -11,15 +11,14 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wharf.core.asgi import bearer_digest, with_response_headers
 from wharf.core.ratelimit.policies import Policy, Verdict, parse_policies
 from wharf.core.ratelimit.stores import MemoryStore, RedisStore
 from wharf.core.responses import PROBLEM_JSON, problem_body
-from wharf.core.security import TOKEN_PREFIX
 
 if TYPE_CHECKING:
     from wharf.core.config import Settings
 
-_TOKEN_PREFIX = TOKEN_PREFIX.encode()
 _FORM_CAP = 64 * 1024  # a login form is tiny; past this the account is not parsed
 
 
@@ -68,7 +67,7 @@ class RateLimit:
             if not allowed:
                 await self._refuse(scope, send, policy, seconds, extra)
                 return
-            await self.app(scope, receive, _sending(send, extra))
+            await self.app(scope, receive, with_response_headers(scope, send, extra))
             return
         else:
             key = self._caller(scope)
@@ -77,31 +76,17 @@ class RateLimit:
 
         # Every policy is checked before any counts, so a request refused by one uses up
         # none of the others.
-        results: list[Verdict | None] = []
-        entries: list[list[int]] = []
-        for policy, key in checks:
-            if self.memory is not None:
-                checked, entry = self.memory.check(policy, key)
-                results.append(checked)
-                entries.append(entry)
-            else:
-                assert self.redis is not None
-                results.append(await self.redis.check(policy, key))
-        if all(r is None or r[0] for r in results):
-            for entry in entries:
-                entry[2] += 1
-            if self.redis is not None:
-                for i, (policy, key) in enumerate(checks):
-                    if results[i] is not None and not await self.redis.take(policy, key):
-                        results[i] = (False, 0, 1)
+        if self.memory is not None:
+            results: list[Verdict] | None = self.memory.hit_all(checks)
+        else:
+            assert self.redis is not None
+            results = await self.redis.hit(checks)
 
         extra = [(b"ratelimit-policy", policy_field)]
         members: list[bytes] = []
         refused: tuple[Policy, int] | None = None
-        for (policy, _), result in zip(checks, results, strict=True):
-            if result is None:  # Redis is down: serve, and say nothing about what is left
-                continue
-            allowed, left, seconds = result
+        for (policy, _), (allowed, left, seconds) in zip(checks, results or (), strict=False):
+            # No results: Redis is down. Serve, and say nothing about what is left.
             members.append(policy.member_start + b"%d;t=%d" % (left, seconds))
             if not allowed and (refused is None or seconds > refused[1]):
                 refused = (policy, seconds)  # the longest wait is the one to report
@@ -111,24 +96,13 @@ class RateLimit:
             await self._refuse(scope, send, *refused, extra)
             return
 
-        await self.app(scope, receive, _sending(send, extra))
+        await self.app(scope, receive, with_response_headers(scope, send, extra))
 
-    def _caller(self, scope: Scope) -> str:
+    @staticmethod
+    def _caller(scope: Scope) -> str:
         """The sha256 of a well-formed bearer token, else the client address."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = value[7:]
-                if (
-                    value[:7].lower() == b"bearer "
-                    and token.startswith(_TOKEN_PREFIX)
-                    and len(token) <= 200
-                    and token.isascii()
-                ):
-                    # Equal to core.security.token_hash (tokens are ASCII), without a decode
-                    # and re-encode on the hot path.
-                    return "t:" + hashlib.sha256(token).hexdigest()
-                break
-        return "a:" + _address(scope)
+        digest = bearer_digest(scope)
+        return "a:" + _address(scope) if digest is None else "t:" + digest
 
     async def _login(
         self, scope: Scope, receive: Receive
@@ -166,16 +140,6 @@ class RateLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def _sending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def send_with_fields(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            # A new dict and list: the cache inside may replay the messages it was given.
-            message = {**message, "headers": [*message.get("headers", ()), *extra]}
-        await send(message)
-
-    return send_with_fields
 
 
 def _address(scope: Scope) -> str:

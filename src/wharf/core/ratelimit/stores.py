@@ -8,15 +8,14 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wharf.core.metrics import BACKEND_ERRORS
 from wharf.core.ratelimit.policies import Policy, Verdict, verdict
 
 if TYPE_CHECKING:
-    from limits.aio.storage import RedisStorage
-    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from redis.commands.core import AsyncScript
 
 log = logging.getLogger("wharf.ratelimit")
 
@@ -41,6 +40,14 @@ class MemoryStore:
         if result[0]:
             entry[2] += 1
         return result
+
+    def hit_all(self, checks: Sequence[tuple[Policy, str]]) -> list[Verdict]:
+        """Each policy's verdict; the request counts against them only if all allow it."""
+        results = [self.check(policy, key) for policy, key in checks]
+        if all(result[0] for result, _ in results):
+            for _, entry in results:
+                entry[2] += 1
+        return [result for result, _ in results]
 
     def check(self, policy: Policy, key: str) -> tuple[Verdict, list[int]]:
         """The verdict, and the entry to add one to when the request goes ahead."""
@@ -72,74 +79,98 @@ class MemoryStore:
             del table[key]
 
 
+# The sliding window counter of MemoryStore, for every policy of a request at once, atomic in
+# Redis and on Redis's clock (so every worker and host agrees on the windows). KEYS: one hash
+# per policy and caller, {w: window number, p: last window's count, c: this window's}; ARGV:
+# limit and window of each. Nothing counts unless every policy allows the request. Returns
+# [allowed, then p, c and seconds left in the window of each policy, before counting].
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state, allowed = {}, 1
+for i, key in ipairs(KEYS) do
+    local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+    local number = math.floor(now / window)
+    local left = window - (now - number * window)
+    local saved = redis.call('HMGET', key, 'w', 'p', 'c')
+    local w, p, c = tonumber(saved[1]), tonumber(saved[2]) or 0, tonumber(saved[3]) or 0
+    if w ~= number then
+        if w == number - 1 then p = c else p = 0 end
+        c = 0
+    end
+    if p * left / window + c + 1 > limit then allowed = 0 end
+    state[i] = {number, p, c, left, window}
+end
+local out = {allowed}
+for i, key in ipairs(KEYS) do
+    local s = state[i]
+    if allowed == 1 then
+        redis.call('HSET', key, 'w', s[1], 'p', s[2], 'c', s[3] + 1)
+        redis.call('EXPIRE', key, 2 * s[5])
+    end
+    table.insert(out, s[2])
+    table.insert(out, s[3])
+    table.insert(out, string.format('%.17g', s[4]))
+end
+return out
+"""
+
+
 class RedisStore:
-    """Counters in Redis, shared by every worker and host, through limits' async storage."""
+    """Counters in Redis, shared by every worker and host: one script call per request.
+
+    Hand-written rather than limits' Redis storage, which needs two round trips for what the
+    RateLimit fields need (a read for the counts, then its atomic check-and-count) and could
+    overshoot between them; one script is one round trip, and exact.
+    """
 
     def __init__(self, url: str, key_prefix: str) -> None:
         # Imported here, so a missing `redis` extra fails at startup rather than failing open.
         import redis.asyncio
-        from limits.aio.storage import RedisStorage
-        from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-        self.connection_pool = redis.asyncio.ConnectionPool
-        self.storage_class = RedisStorage
-        self.limiter_class = SlidingWindowCounterRateLimiter
+        self.redis = redis.asyncio
         self.url = url
         self.key_prefix = key_prefix
         # redis.asyncio connections belong to the loop that made them (tests run several).
-        self.clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[RedisStorage, SlidingWindowCounterRateLimiter]
-        ] = weakref.WeakKeyDictionary()
+        self.scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
+            weakref.WeakKeyDictionary()
+        )
         self.paused_until = 0.0
         self.warned_at = -math.inf
         self.down = False
 
-    def _client(self) -> tuple[RedisStorage, SlidingWindowCounterRateLimiter]:
+    def _script(self) -> AsyncScript:
         loop = asyncio.get_running_loop()
-        client = self.clients.get(loop)
-        if client is None:
-            # A pool of our own: timeouts bound an outage's cost, and no retries.
-            pool = self.connection_pool.from_url(
+        script = self.scripts.get(loop)
+        if script is None:
+            # Timeouts bound an outage's cost; no retries.
+            client = self.redis.Redis.from_url(
                 self.url, socket_timeout=_REDIS_TIMEOUT, socket_connect_timeout=_REDIS_TIMEOUT
             )
-            storage = self.storage_class(
-                f"async+{self.url}",
-                implementation="redispy",
-                key_prefix=self.key_prefix,
-                connection_pool=pool,  # type: ignore[arg-type]  # documented, typed narrower
-            )
-            client = self.clients[loop] = (storage, self.limiter_class(storage))
-        return client
+            script = self.scripts[loop] = client.register_script(_SCRIPT)
+        return script
 
-    async def check(self, policy: Policy, key: str) -> Verdict | None:
-        """The verdict before counting, or None when Redis is unavailable (serve unlimited).
-
-        Reading first means a refused request costs one round trip (an attacker's usual
-        case) and counts against nothing."""
+    async def hit(self, checks: Sequence[tuple[Policy, str]]) -> list[Verdict] | None:
+        """Each policy's verdict, counted only if all allow; None when Redis is unavailable
+        (serve the request unlimited)."""
         if time.monotonic() < self.paused_until:
             return None
+        keys = [f"{self.key_prefix}:{policy.name}:{key}" for policy, key in checks]
+        args = [n for policy, _ in checks for n in (policy.limit, policy.window)]
         try:
-            storage, _ = self._client()
-            window = policy.window
-            prev, prev_ttl, cur, cur_ttl = await storage.get_sliding_window(
-                policy.item.key_for(key), window
-            )
+            out = await self._script()(keys=keys, args=args)
         except Exception as exc:  # any backend failure: serve the request, never a 5xx
             self._failed(exc)
             return None
         self._up()
-        left = cur_ttl - window if cur_ttl > window else float(window)
-        return verdict(policy.limit, window, prev, prev_ttl, cur, left)
-
-    async def take(self, policy: Policy, key: str) -> bool:
-        """Count one request; False if a racing worker took the last slot since `check`
-        (limits' Lua script checks again atomically). A failure lets the request through."""
-        try:
-            _, limiter = self._client()
-            return await limiter.hit(policy.item, key)
-        except Exception as exc:
-            self._failed(exc)
-            return True
+        verdicts = []
+        for i, (policy, _) in enumerate(checks):
+            prev, cur, left = int(out[3 * i + 1]), int(out[3 * i + 2]), float(out[3 * i + 3])
+            # The script's arithmetic, redone here on the same doubles for the fields' numbers.
+            verdicts.append(verdict(policy.limit, policy.window, prev, left, cur, left))
+        if not out[0] and all(v[0] for v in verdicts):  # never serve what Redis did not count
+            verdicts[0] = (False, 0, 1)
+        return verdicts
 
     def _up(self) -> None:
         if self.down:

@@ -1,0 +1,101 @@
+"""The generation reader behind the cache: every commit, from anywhere, is seen by the next
+read; on SQLite an unchanged database is not read again (the WAL-index watch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from wharf.core.db import create_db_engine
+from wharf.core.generations import GenerationReader, WalWatch
+
+BUMP = "UPDATE cache_generations SET n = n + 1 WHERE name = 'crm'"
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def bump_elsewhere(database_url: str) -> None:
+    """A commit from another process, as another worker or the CLI would make it."""
+    code = (
+        "import sys; from sqlalchemy import text; from wharf.core.db import create_db_engine\n"
+        "engine = create_db_engine(sys.argv[1])\n"
+        f"with engine.begin() as conn: conn.execute(text({BUMP!r}))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, database_url], check=True, timeout=60)
+
+
+def test_a_commit_from_another_process_is_seen_by_the_next_read(
+    db: Engine, database_url: str
+) -> None:
+    reader = GenerationReader(db)
+    before = [reader.read()["crm"] for _ in range(3)]  # the watch is set up by now
+    assert len(set(before)) == 1
+    bump_elsewhere(database_url)
+    assert reader.read()["crm"] == before[0] + 1
+    bump_elsewhere(database_url)
+    assert reader.read()["crm"] == before[0] + 2
+    reader.close()
+
+
+def test_a_commit_from_this_process_is_seen_by_the_next_read(db: Engine) -> None:
+    reader = GenerationReader(db)
+    start = [reader.read()["crm"] for _ in range(3)][-1]
+    for n in range(1, 20):
+        with db.begin() as conn:
+            conn.execute(text(BUMP))
+        assert reader.read()["crm"] == start + n
+    reader.close()
+
+
+def sqlite_only(database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the WAL-index watch is SQLite's")
+
+
+def test_an_unchanged_database_is_not_read_again(db: Engine, database_url: str) -> None:
+    sqlite_only(database_url)
+    reader = GenerationReader(db)
+    first = [reader.read() for _ in range(2)][-1]
+    statements: list[str] = []
+    reader.conn.set_trace_callback(statements.append)
+    assert all(reader.read() is first for _ in range(100))
+    assert statements == []
+    with db.begin() as conn:
+        conn.execute(text(BUMP))
+    assert reader.read()["crm"] == first["crm"] + 1
+    assert len(statements) == 1
+
+
+def test_commits_after_the_wal_restarts_are_seen(db: Engine, database_url: str) -> None:
+    # A checkpoint empties the WAL and the next writer starts it again from the top: the
+    # header changes all the same (new salts, a new frame count, iChange goes on counting).
+    sqlite_only(database_url)
+    reader = GenerationReader(db)
+    start = [reader.read()["crm"] for _ in range(3)][-1]
+    for n in range(1, 6):
+        with db.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        bump_elsewhere(database_url)
+        assert reader.read()["crm"] == start + n
+
+
+def test_a_header_being_written_reads_the_table() -> None:
+    # The two copies differ while a writer is between them: no mark, so no shortcut.
+    torn = bytearray(WalWatch.HEADER)
+    torn[0] = 1
+    watch = WalWatch(torn)  # type: ignore[arg-type]  # any buffer reads like the map
+    assert watch.mark() is None
+    assert WalWatch(bytearray(WalWatch.HEADER)).mark() == bytes(WalWatch.HEADER)  # type: ignore[arg-type]
+
+
+def test_no_watch_without_a_wal_file() -> None:
+    assert WalWatch.open("/nonexistent/wharf.db") is None
