@@ -3,9 +3,12 @@ read; on SQLite an unchanged database is not read again (the WAL-index watch).""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -99,3 +102,19 @@ def test_a_header_being_written_reads_the_table() -> None:
 
 def test_no_watch_without_a_wal_file() -> None:
     assert WalWatch.open("/nonexistent/wharf.db") is None
+
+
+def test_no_watch_where_sqlite_keeps_the_index_in_private_memory(tmp_path: Path) -> None:
+    # With exclusive locking the WAL index lives in heap memory; a leftover -shm file must not
+    # be taken for it (it would never change, and the cache would never see a commit).
+    path = tmp_path / "x.db"
+    with closing(sqlite3.connect(path)) as shared:
+        shared.execute("PRAGMA journal_mode=WAL")
+        shared.execute("CREATE TABLE t (n)")
+        assert WalWatch.for_connection(shared) is not None
+    with closing(sqlite3.connect(path)) as private:
+        private.execute("PRAGMA locking_mode=EXCLUSIVE")
+        private.execute("PRAGMA journal_mode=WAL")
+        assert WalWatch.for_connection(private) is None
+    with closing(sqlite3.connect(":memory:")) as memory:
+        assert WalWatch.for_connection(memory) is None

@@ -114,8 +114,8 @@ class GenerationReader:
         if watch is not None:
             # The mark from before the read: a commit racing it makes the next call read again.
             watch.seen, self.last = mark, generations
-        elif self.engine.dialect.name == "sqlite" and self.engine.url.database:
-            self.watch = WalWatch.open(self.engine.url.database)
+        elif self.engine.dialect.name == "sqlite":
+            self.watch = WalWatch.for_connection(conn)
         return generations
 
     def _connect(self) -> Any:
@@ -159,6 +159,18 @@ class WalWatch:
     def __init__(self, shm: mmap.mmap) -> None:
         self.shm = shm
         self.seen: bytes | None = None
+
+    @classmethod
+    def for_connection(cls, conn: Any) -> WalWatch | None:
+        """A watch on the database of a sqlite3 connection, if it keeps its WAL index in the
+        `-shm` file: WAL mode with normal locking (exclusive locking keeps it in private
+        memory, and a leftover file would then never change)."""
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        locking = str(conn.execute("PRAGMA locking_mode").fetchone()[0]).lower()
+        files = {name: file for _, name, file in conn.execute("PRAGMA database_list")}
+        if mode != "wal" or locking != "normal" or not files.get("main"):
+            return None
+        return cls.open(files["main"])  # the absolute path SQLite opened
 
     @classmethod
     def open(cls, database: str) -> WalWatch | None:
