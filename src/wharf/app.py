@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wharf.accounts.service import resolve_token
 from wharf.api import api
-from wharf.core import handlers, observability, openapi
+from wharf.core import exposition, handlers, observability, openapi
 from wharf.core.cache import (
     Backend,
     Group,
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     openapi.install(app, no_idempotency=frozenset({LOGIN_PATH, TOKENS_PATH}))
     app.include_router(health)
     app.include_router(api)
-    observability.install(app)  # GET /metrics
+    exposition.install(app)  # GET /metrics
     # Inside FastAPI's own middleware, so only POSTs pay for it. Login and token minting
     # answer with bearer secrets, which are never stored, so they refuse the header (400)
     # rather than silently not honour it.

@@ -24,12 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.conftest import UserFactory, auth
 from tests.servers import serve
 from wharf.app import create_app
-from wharf.core import observability
+from wharf.core import exposition, observability
 from wharf.core.config import Settings
 from wharf.core.db import create_db_engine
+from wharf.core.exposition import MULTIPROC_ENV, multiprocess_metrics
 from wharf.core.logging import JsonFormatter
 from wharf.core.metrics import DB_POOL_CHECKED_OUT, DB_POOL_SIZE
-from wharf.core.observability import MULTIPROC_ENV, UNMATCHED, multiprocess_metrics
+from wharf.core.observability import UNMATCHED
 
 COMPANIES = "/api/v1/companies"
 LOGIN = "/api/v1/auth/token"
@@ -499,7 +500,7 @@ def test_pool_gauges_follow_checkouts_for_multiprocess_mode(database_url: str) -
     try:
         start = 0.0
         start = checked_out()
-        observability.track_pool(engine)
+        exposition.track_pool(engine)
         assert next(iter(DB_POOL_SIZE.collect())).samples[0].value == 3
         with engine.connect(), engine.connect():
             assert checked_out() == 2

@@ -1,7 +1,7 @@
 """Prometheus metrics: one registry of every metric Wharf exports at /metrics.
 
 Defined in one place so each layer (requests, cache, rate limits, database) records into the
-same names; `wharf.core.observability` serves them.
+same names; `wharf.core.exposition` serves them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ BACKEND_ERRORS = Counter(
 )
 
 # Database pool use. With one process these are read from the pool at scrape time (see
-# core.observability); with several workers (prometheus_client's multiprocess mode) each worker
+# core.exposition); with several workers (prometheus_client's multiprocess mode) each worker
 # keeps these gauges up to date from pool events and /metrics sums them over live workers. They
 # are not registered: in single-process mode the scrape-time reading is the one exported.
 POOL_CHECKED_OUT_HELP = "Database connections in use (checked out of the pool), over all workers."
