@@ -312,8 +312,8 @@ def test_a_5xx_or_an_exception_is_not_stored_and_a_retry_runs_again(
 
 @pytest.mark.parametrize(
     "key",
-    ["", "x" * 256, "caf\xe9", "tab\there", "del\x7f"],
-    ids=["empty", "too-long", "latin-1", "tab", "del"],
+    ["", "x" * 256, "caf\xe9", "tab\there", "del\x7f", "two words"],
+    ids=["empty", "too-long", "latin-1", "tab", "del", "space"],
 )
 def test_an_invalid_key_is_400(
     anon: TestClient, make_user: UserFactory, engine: Engine, key: str

@@ -36,7 +36,9 @@ REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 # What a replay repeats besides the body; per-response headers (request id, rate limits) are
 # added afresh by the outer layers.
 STORED_HEADERS = frozenset({b"content-type", b"location", b"etag", b"cache-control"})
-_KEY = re.compile(r"[\x20-\x7e]{1,255}")  # printable ASCII, as Stripe's keys are
+# Visible ASCII without spaces: a space at either end would not survive HTTP's whitespace
+# trimming, so a key that holds one could not be sent back unchanged. As declared in OpenAPI.
+_KEY = re.compile(r"[!-~]{1,255}")
 
 
 class Idempotency:
@@ -161,8 +163,8 @@ class Idempotency:
             return "Send one Idempotency-Key header, not several."
         if not _KEY.fullmatch(keys[0].decode("latin-1")):
             return (
-                "Idempotency-Key must be 1 to 255 printable ASCII characters; a random UUID "
-                "is a good key."
+                "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces; "
+                "a random UUID is a good key."
             )
         return None
 
