@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory, auth
 from wharf.app import create_app
+from wharf.core.cache import ResponseCache
 from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
 
@@ -224,3 +226,19 @@ def test_revocation_reaches_other_workers_without_redis(
         victim = a.get(LIST).json()["items"][0]
         a.delete(f"/api/v1/customers/{victim['id']}")
         assert b.get(LIST, headers=auth(admin)).json()["total"] == 1
+
+
+def test_a_database_error_on_the_hit_path_leaves_the_answer_to_the_app(
+    app: FastAPI, client: TestClient
+) -> None:
+    # The cache layer runs in front of FastAPI's error handling: a failure of its token lookup
+    # must not become a 500, the request goes on to the app (which answers 503 if it fails too).
+    def unreachable(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    cache = app.front.app.app.app  # type: ignore[attr-defined]  # Observability, contract, limit
+    assert isinstance(cache, ResponseCache)
+    cache.principals.clear()
+    cache.resolver = unreachable
+    response = client.get(LIST)
+    assert response.status_code == 200, response.text

@@ -124,8 +124,12 @@ class ResponseCache:
             self.principals.move_to_end(digest)
             return known[0]
         # Users or tokens changed, the token expired, or first sight: ask the database.
-        with self.engine.connect() as conn:
-            principal = self.resolver(conn, digest)
+        try:
+            with self.engine.connect() as conn:
+                principal = self.resolver(conn, digest)
+        except Exception as exc:  # as for the generations: the app path answers it (e.g. 503)
+            log.warning("cache bypassed, token unreadable: %s", type(exc).__name__)
+            return None
         if principal is None:
             self.principals.pop(digest, None)
             return None
