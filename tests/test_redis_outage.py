@@ -91,13 +91,7 @@ def test_redis_outage_mid_load_is_invisible_to_clients(database_url: str, tmp_pa
         time.sleep(2.0)
         with httpx2.Client(base_url=s.base_url, headers=headers, timeout=20) as client:
             # ... a write during the outage ...
-            current = client.get(f"/api/v1/customers/{s.customer_id}")
-            changed = client.patch(
-                f"/api/v1/customers/{s.customer_id}",
-                json={"last_name": "during-outage"},
-                headers={"If-Match": current.headers["etag"]},
-            )
-            assert changed.status_code == 200
+            assert rename(client, s.customer_id, "during-outage").status_code == 200
             with lock:
                 during = sum(statuses.values()) - before
             # ... and it comes back, empty, on the same port.
@@ -107,13 +101,7 @@ def test_redis_outage_mid_load_is_invisible_to_clients(database_url: str, tmp_pa
                 assert fresh["items"][0]["last_name"] == "during-outage"
                 # Entries already in each process's memory need no Redis; the next
                 # generation's entries must reach Redis again.
-                current = client.get(f"/api/v1/customers/{s.customer_id}")
-                again = client.patch(
-                    f"/api/v1/customers/{s.customer_id}",
-                    json={"last_name": "after-outage"},
-                    headers={"If-Match": current.headers["etag"]},
-                )
-                assert again.status_code == 200
+                assert rename(client, s.customer_id, "after-outage").status_code == 200
                 assert client.get(LIST).json()["items"][0]["last_name"] == "after-outage"
                 time.sleep(0.5)
                 stop.set()
@@ -123,3 +111,12 @@ def test_redis_outage_mid_load_is_invisible_to_clients(database_url: str, tmp_pa
     print(f"\nresponses: {dict(statuses)}; during the outage: {during}")
     assert during > 0, "no requests were served while Redis was down"
     assert all(code == 200 for code in statuses), dict(statuses)
+
+
+def rename(client: httpx2.Client, customer_id: int, last_name: str) -> httpx2.Response:
+    """Read the customer, then change its last name at the version just read."""
+    path = f"/api/v1/customers/{customer_id}"
+    current = client.get(path)
+    return client.patch(
+        path, json={"last_name": last_name}, headers={"If-Match": current.headers["etag"]}
+    )
