@@ -3,7 +3,9 @@ PostgreSQL, and talks to the real ASGI app."""
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -25,6 +27,8 @@ from wharf.core.security import ROLE_SCOPES
 from wharf.models import Base
 
 PG_URL = os.environ.get("WHARF_TEST_DATABASE_URL")
+# One key-encryption key for the run (a fresh one each run; tests that rotate make their own).
+TEST_KEYS = f"ktest:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 # Set by .ci/run: a configured but unreachable service fails the run instead of skipping.
 REQUIRE_SERVICES = os.environ.get("WHARF_TEST_REQUIRE_SERVICES") == "1"
 
@@ -108,6 +112,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         rate_limit_api="1000000/minute",
         rate_limit_login="1000000/minute",
         rate_limit_login_address="1000000/minute",
+        key_encryption_keys=TEST_KEYS,
+        # Tests that deliver webhooks run a worker of their own, or a real `wharf serve`.
+        jobs_in_server=False,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from tests.certificates.pki import encode_key, make_certificate
 from wharf.app import create_app
 from wharf.core.config import Settings
 
@@ -43,8 +44,10 @@ class Actor:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-# Creates one object owned by `owner` (through the API where it can) and returns its id.
-Create = Callable[[TestClient, Actor], int]
+# Creates one object owned by `owner` (through the API where it can) and returns its id, or,
+# for an item path with several ids (`/users/{user_id}/certificates/{certificate_id}`), every
+# id of its path by parameter name.
+Create = Callable[[TestClient, Actor], int | dict[str, int]]
 
 
 def own_account(client: TestClient, owner: Actor) -> int:
@@ -63,15 +66,26 @@ def api_token(client: TestClient, owner: Actor) -> int:
     return token_id
 
 
-# Path prefixes whose objects belong to one user, and those every user shares by design.
+def certificate(client: TestClient, owner: Actor) -> dict[str, int]:
+    response = client.post(
+        f"{API}/users/{owner.user_id}/certificates", json=_new_certificate(), headers=owner.headers
+    )
+    assert response.status_code == 201, response.text
+    return {"user_id": owner.user_id, "certificate_id": response.json()["id"]}
+
+
+# Path prefixes whose objects belong to one user, those every user shares by design, and
+# those only admins reach at all (403 for anyone else: their scope says so, no id is probed).
 OWNED = (f"{API}/users", f"{API}/auth/tokens", f"{API}/certificates")
 SHARED = (f"{API}/companies", f"{API}/customers", f"{API}/notes")
+ADMIN_ONLY = (f"{API}/webhooks",)
 
 # Item path -> how to create an object at it for a user. A registration also covers every
 # path below the item (`/certificates/{certificate_id}/renew`, say).
 REGISTRY: dict[str, Create] = {
     f"{API}/users/{{user_id}}": own_account,
     f"{API}/auth/tokens/{{token_id}}": api_token,
+    f"{API}/users/{{user_id}}/certificates/{{certificate_id}}": certificate,
 }
 
 _ID_PARAMETER = re.compile(r"\{[A-Za-z_]*id\}")
@@ -96,8 +110,9 @@ def under(path: str, prefix: str) -> bool:
 
 
 def registration(path: str) -> str | None:
-    """The registered item path that covers `path`, if any."""
-    return next((item for item in REGISTRY if under(path, item)), None)
+    """The registered item path that covers `path` most closely, if any."""
+    items = [item for item in REGISTRY if under(path, item)]
+    return max(items, key=len) if items else None
 
 
 def unaccounted(doc: dict[str, Any]) -> Iterator[str]:
@@ -107,8 +122,21 @@ def unaccounted(doc: dict[str, Any]) -> Iterator[str]:
             continue
         if any(under(path, prefix) for prefix in OWNED):
             yield f"{path} is under an owned prefix but not in tests/ownership.py REGISTRY"
-        elif not any(under(path, prefix) for prefix in SHARED):
-            yield f"{path} is neither OWNED nor SHARED in tests/ownership.py: classify it"
+        elif not any(under(path, prefix) for prefix in (*SHARED, *ADMIN_ONLY)):
+            yield (
+                f"{path} is neither OWNED, SHARED nor ADMIN_ONLY in tests/ownership.py: classify it"
+            )
+
+
+def admin_operations(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(method, path) for every operation under an ADMIN_ONLY prefix."""
+    return [
+        (method, path)
+        for path in sorted(doc["paths"])
+        if any(under(path, prefix) for prefix in ADMIN_ONLY)
+        for method in HTTP_METHODS
+        if method in doc["paths"][path]
+    ]
 
 
 def owned_operations(doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -129,9 +157,24 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def request_body(doc: dict[str, Any], operation: dict[str, Any], current: dict[str, Any]) -> Any:
+def _new_certificate() -> dict[str, Any]:
+    body, key = make_certificate("ec")
+    return {"private_key": encode_key(key, "pkcs8-der"), "body": body}
+
+
+# Operations whose body is not the object's own fields (creating something under it): a
+# valid body, so that only the ownership check can refuse them.
+BODIES: dict[tuple[str, str], Callable[[], Any]] = {
+    ("post", f"{API}/users/{{user_id}}/certificates"): _new_certificate,
+}
+
+
+def request_body(doc: dict[str, Any], method: str, path: str, current: dict[str, Any]) -> Any:
     """A body an owner could send: the object's own writable fields as the admin sees them,
     so a missing ownership check would succeed rather than fail validation."""
+    if (method, path) in BODIES:
+        return BODIES[method, path]()
+    operation = doc["paths"][path][method]
     content = operation.get("requestBody", {}).get("content", {})
     if "application/json" not in content:
         return None

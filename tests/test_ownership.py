@@ -4,6 +4,7 @@ for the registry a domain with owned objects adds itself to."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tests.conftest import UserFactory
 from tests.ownership import (
     REGISTRY,
     Actor,
+    admin_operations,
     api_document,
     owned_operations,
     registration,
@@ -42,7 +44,7 @@ def test_a_forgotten_owned_path_fails_the_matrix() -> None:
     problems = list(unaccounted(doc))
     assert len(problems) == 2, problems
     assert "/api/v1/certificates/{certificate_id} is under an owned prefix" in problems[0]
-    assert "/api/v1/widgets/{widget_id} is neither OWNED nor SHARED" in problems[1]
+    assert "/api/v1/widgets/{widget_id} is neither OWNED, SHARED nor ADMIN_ONLY" in problems[1]
 
 
 def test_the_matrix_is_not_empty() -> None:
@@ -70,18 +72,19 @@ def test_another_user_cannot_reach_an_owned_object(
     admin = Actor(*make_user(role="admin"))
     item = registration(path)
     assert item is not None
-    param = item.rsplit("{", 1)[1].rstrip("}")
-    object_id = REGISTRY[item](anon, owner)
-    item_url = _item_path(item, {param: object_id})
-    url = _item_path(path, {param: object_id})
+    param = item.rsplit("{", 1)[1].rstrip("}")  # the object's own id is the last one
+    created = REGISTRY[item](anon, owner)
+    ids = created if isinstance(created, dict) else {param: created}
+    object_id = ids[param]
+    item_url = _item_path(item, ids)
+    url = _item_path(path, ids)
 
     seen_by_admin = anon.get(item_url, headers=admin.headers)
     assert seen_by_admin.status_code == 200, seen_by_admin.text  # the object exists
     before = seen_by_admin.json()
     assert anon.get(item_url, headers=owner.headers).status_code == 200  # and is the owner's
 
-    operation = DOC["paths"][path][method]
-    body = request_body(DOC, operation, before)
+    body = request_body(DOC, method, path, before)
     headers = {**intruder.headers, **(_preconditions(before) if method != "get" else {})}
     response = anon.request(method.upper(), url, json=body, headers=headers)
 
@@ -95,7 +98,7 @@ def test_another_user_cannot_reach_an_owned_object(
     assert problem["status"] == 404
     # Nothing in the answer tells the object apart from one that never existed.
     absent = anon.request(
-        method.upper(), _item_path(path, {param: 2**31 - 1}), json=body, headers=headers
+        method.upper(), _item_path(path, {**ids, param: 2**31 - 1}), json=body, headers=headers
     )
     assert absent.status_code == 404
     assert problem["detail"] == absent.json()["detail"].replace(str(2**31 - 1), str(object_id))
@@ -103,3 +106,24 @@ def test_another_user_cannot_reach_an_owned_object(
     after = anon.get(item_url, headers=admin.headers)
     assert after.status_code == 200, after.text
     assert after.json() == before, "the object changed"
+
+
+ADMIN_OPERATIONS = admin_operations(DOC)
+
+
+def test_the_admin_matrix_is_not_empty() -> None:
+    assert ("post", "/api/v1/webhooks") in ADMIN_OPERATIONS
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), ADMIN_OPERATIONS, ids=[f"{m.upper()} {p}" for m, p in ADMIN_OPERATIONS]
+)
+def test_a_user_cannot_reach_admin_only_operations(
+    anon: TestClient, make_user: UserFactory, method: str, path: str
+) -> None:
+    user = Actor(*make_user(role="user"))  # read and write, not admin
+    url = re.sub(r"\{[a-z_]+\}", "1", path)
+    response = anon.request(method.upper(), url, json={}, headers=user.headers)
+    assert response.status_code == 403, response.text
+    assert response.json()["status"] == 403
+    assert "admin" in response.json()["detail"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wharf.accounts.service import resolve_token
@@ -25,11 +26,16 @@ from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.health import router as health
 from wharf.core.idempotency import Idempotency
+from wharf.core.keys import Keyring
 from wharf.core.logging import configure_logging
 from wharf.core.middleware import HttpContract
 from wharf.core.migrate import check_schema
+from wharf.core.outbound import Outbound
 from wharf.core.ratelimit import RateLimit
 from wharf.core.responses import JSONBytes
+from wharf.core.webhooks.delivery import DeliveryHandler
+from wharf.core.webhooks.service import sync_settings_endpoint
+from wharf.core.work import Handler, Worker
 
 LOGIN_PATH = "/api/v1/auth/token"
 TOKENS_PATH = "/api/v1/auth/tokens"
@@ -39,10 +45,26 @@ def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level)
     engine = engine_for(settings)
 
+    outbound = Outbound.from_settings(settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         check_schema(engine)  # refuse to serve an unmigrated or outdated database
+        # Refuse to serve without a key-encryption key (MissingKeys names the command).
+        app.state.keyring = keyring = Keyring.load(settings)
+        with engine.begin() as conn:
+            sync_settings_endpoint(conn, url=settings.certificate_webhook_url, outbound=outbound)
+        worker = Worker(
+            engine,
+            job_handlers(settings, engine=engine, keyring=keyring, outbound=outbound),
+            poll_seconds=settings.job_poll_seconds,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        if settings.jobs_in_server:
+            worker.start()
         yield
+        worker.stop()
+        outbound.close()
         engine.dispose()
 
     app = Wharf(
@@ -57,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.token_resolver = resolve_token
+    app.state.outbound = outbound
     handlers.install(app)
     # Declare every problem response, and the headers of the layers in front of routing.
     openapi.install(app, no_idempotency=frozenset({LOGIN_PATH, TOKENS_PATH}))
@@ -118,8 +141,26 @@ class Wharf(FastAPI):
 # CRM data is the same for every reader; a user's account is theirs (and admins').
 CACHE_GROUPS = (
     Group("crm", ("/api/v1/companies", "/api/v1/customers", "/api/v1/notes"), shared=True),
-    Group("accounts", ("/api/v1/users",), shared=False),
+    # A user's certificates live under their user path: those entries also depend on the
+    # certificates generation, so a certificate change does not flush the token lookups.
+    Group("accounts", ("/api/v1/users",), shared=False, also=("certificates",)),
 )
+
+
+def job_handlers(
+    settings: Settings, *, engine: Engine, keyring: Keyring, outbound: Outbound
+) -> list[Handler]:
+    """Every kind of background job, for the worker in `wharf serve` and in the CLI."""
+    secret = settings.certificate_webhook_secret
+    return [
+        DeliveryHandler(
+            engine,
+            keyring=keyring,
+            outbound=outbound,
+            delays=settings.retry_delays,
+            settings_secret=secret.get_secret_value() if secret else None,
+        )
+    ]
 
 
 def _cache_backend(settings: Settings) -> Backend:

@@ -16,11 +16,14 @@ from sqlalchemy import Connection, select
 from wharf.accounts import service as accounts
 from wharf.accounts.cli import tokens, users
 from wharf.accounts.models import User
+from wharf.certificates import demo as certificates_demo
+from wharf.cli_keys import keys, webhooks
 from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.errors import WharfError
 from wharf.core.exposition import multiprocess_metrics
 from wharf.core.idempotency import purge_expired
+from wharf.core.keys import Keyring
 from wharf.core.logging import server_log_config
 from wharf.core.migrate import check_schema, upgrade
 from wharf.crm import demo as crm_demo
@@ -30,6 +33,8 @@ app.add_typer(users, name="users")
 app.add_typer(tokens, name="tokens")
 idempotency = typer.Typer(help="Idempotency keys of POST requests.", no_args_is_help=True)
 app.add_typer(idempotency, name="idempotency")
+app.add_typer(keys, name="keys")
+app.add_typer(webhooks, name="webhooks")
 
 DEMO_ADMIN = "admin@wharf.local"
 # Measured (bench/RESULTS.md): under saturation uvloop left about 1% of requests waiting 1-2 s
@@ -49,6 +54,7 @@ def serve(
     settings = Settings()
     try:
         check_schema(engine_for(settings))
+        Keyring.load(settings)  # refuse to start without a key-encryption key
     except WharfError as exc:
         typer.secho(exc.detail, fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -94,6 +100,7 @@ def demo() -> None:
     with engine.begin() as conn:
         loaded = crm_demo.load(conn)
         admin = _ensure_admin(conn, password_file)
+        certificates_demo.load(conn, keyring=Keyring.load(settings), owner=admin)
         token = accounts.issue_token(
             conn,
             user_id=admin,

@@ -1,18 +1,33 @@
 """Every domain's tables on one metadata, for Alembic and the schema check."""
 
 from wharf.accounts.models import ApiToken, User
+from wharf.certificates.models import Certificate
 from wharf.core.db import Base
 from wharf.core.generations import Generation
 from wharf.core.models_idempotency import IdempotencyKey
+from wharf.core.webhooks.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from wharf.core.work.models import Job, Lease
 from wharf.crm.models import Company, Customer, Note
 
 __all__ = [
     "ApiToken",
     "Base",
+    "Certificate",
     "Company",
     "Customer",
     "Generation",
     "IdempotencyKey",
+    "Job",
+    "Lease",
     "Note",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import limits
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,52 @@ class Settings(BaseSettings):
         "bearer token with the admin scope, which Prometheus sends from its scrape config.",
     )
     var_dir: Path = Path("var")
+    key_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Keys that encrypt private keys and webhook secrets at rest: "
+        "`id:base64-of-32-bytes`, comma-separated, the first one current. Without it the key "
+        "file `keys` in `var_dir` (written by `wharf keys generate`) is used.",
+    )
+    outbound_allow: str = Field(
+        default="",
+        description="Hosts or host:port pairs, comma-separated, that outbound requests "
+        "(webhooks, image downloads) may reach although they resolve to internal addresses: "
+        "for tests and intranets.",
+    )
+    outbound_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    outbound_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Whole-request deadline of an outbound request."
+    )
+    webhook_retry_schedule: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="Seconds to wait before each retry of a webhook delivery, comma-separated "
+        "(jittered by 10%); when they run out the delivery is failed. The default spans ~27 h.",
+    )
+    webhook_secret_grace_hours: float = Field(
+        default=24,
+        ge=0,
+        description="After a secret rotation, deliveries are signed with the old secret too "
+        "for this long, so receivers can switch over.",
+    )
+    certificate_webhook_url: str | None = Field(
+        default=None,
+        description="A receiver of certificate events kept from settings, for a deployment "
+        "with exactly one; its signing secret is `certificate_webhook_secret`.",
+    )
+    certificate_webhook_secret: SecretStr | None = None
+    jobs_in_server: bool = Field(
+        default=True,
+        description="Each `wharf serve` worker also runs background jobs (webhook deliveries).",
+    )
+    job_poll_seconds: float = Field(
+        default=0.2, gt=0, le=60, description="How often an idle job worker looks for work."
+    )
+    job_lease_seconds: float = Field(
+        default=60,
+        ge=1,
+        description="How long a claimed job stays a worker's; a crashed worker's jobs are "
+        "taken over after this.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -81,6 +127,36 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+")):
             raise ValueError("database_url must start with sqlite:/// or postgresql://")
         return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("must be seconds, comma-separated, like 5,300,1800") from exc
+        if any(delay < 0 for delay in delays):
+            raise ValueError("a retry delay cannot be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> Settings:
+        if self.certificate_webhook_url and not self.certificate_webhook_secret:
+            raise ValueError(
+                "certificate_webhook_url needs certificate_webhook_secret (WHARF_CERTIFICATE_"
+                "WEBHOOK_SECRET), a Standard Webhooks secret such as whsec_<base64>"
+            )
+        return self
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(",") if part.strip())
+
+    @property
+    def outbound_allowed(self) -> frozenset[str]:
+        return frozenset(
+            part.strip().lower() for part in self.outbound_allow.split(",") if part.strip()
+        )
 
     @field_validator("rate_limit_api", "rate_limit_login", "rate_limit_login_address")
     @classmethod

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from wharf.core.config import Settings
+from wharf.core.keys import Keyring
+from wharf.core.outbound import Outbound
 
 
 async def get_settings(request: Request) -> Settings:
@@ -15,6 +17,20 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring  # loaded at start-up, which needs one
+    return keyring
+
+
+async def get_outbound(request: Request) -> Outbound:
+    outbound: Outbound = request.app.state.outbound
+    return outbound
+
+
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+OutboundDep = Annotated[Outbound, Depends(get_outbound)]
 
 
 def base_url(request: Request) -> str:

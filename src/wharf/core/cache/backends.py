@@ -20,8 +20,9 @@ from wharf.core.metrics import BACKEND_ERRORS
 
 log = logging.getLogger("wharf.cache")
 
-# What an entry is stored under: (group, generation, who sees it, host, path, query).
-Key = tuple[str, int, str, bytes, str, bytes]
+# What an entry is stored under: (group, the generations it depends on, who sees it, host,
+# path, query).
+Key = tuple[str, tuple[int, ...], str, bytes, str, bytes]
 
 
 class Entry:

@@ -30,16 +30,20 @@ _KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
 
 @dataclass(frozen=True)
 class Group:
-    """Paths whose representations depend on one generation; `shared` when every reader
-    with the read scope sees the same thing (so one entry serves them all)."""
+    """Paths whose representations depend on one generation (and those named in `also`);
+    `shared` when every reader with the read scope sees the same thing (so one entry serves
+    them all)."""
 
     name: str
     prefixes: tuple[str, ...]
     shared: bool
+    also: tuple[str, ...] = ()
     below: tuple[str, ...] = field(init=False)  # what paths under a prefix start with
+    depends: tuple[str, ...] = field(init=False)  # every generation in an entry's key
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "below", tuple(prefix + "/" for prefix in self.prefixes))
+        object.__setattr__(self, "depends", (self.name, *self.also))
 
     def covers(self, path: str) -> bool:
         return path in self.prefixes or path.startswith(self.below)
@@ -84,7 +88,11 @@ class ResponseCache:
             log.warning("cache bypassed, generations unreadable: %s", type(exc).__name__)
             generations = {}
         principal = self._principal(digest, generations)
-        if principal is None or "read" not in principal.scopes or group.name not in generations:
+        if (
+            principal is None
+            or "read" not in principal.scopes
+            or not all(name in generations for name in group.depends)
+        ):
             # Not ours to answer (401, 403) or no generation to key on: the app decides.
             _BYPASS.inc()
             await self.app(scope, receive, send)
@@ -101,7 +109,7 @@ class ResponseCache:
         seen_by = "all" if group.shared else f"{principal.user_id}:{int(principal.is_admin)}"
         key: Key = (
             group.name,
-            generations[group.name],
+            tuple([generations[name] for name in group.depends]),
             seen_by,
             host or b"",
             path,

@@ -1,0 +1,221 @@
+"""Rules and queries for certificates: ownership, the encrypted key, activation and its
+notification."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, column, delete, func, insert, select, table, update
+
+from wharf.certificates import crypto
+from wharf.certificates.models import Certificate
+from wharf.core import webhooks
+from wharf.core.concurrency import Precondition
+from wharf.core.db import utcnow
+from wharf.core.errors import NotFound
+from wharf.core.keys import Keyring
+from wharf.core.pagination import Page, order_by
+from wharf.core.rewrap import RewrapReport, rewrap
+from wharf.core.security import Principal
+
+ACTIVATED, DEACTIVATED = "certificate.activated", "certificate.deactivated"
+webhooks.declare_events(ACTIVATED, DEACTIVATED)
+
+COLUMNS = (
+    Certificate.id,
+    Certificate.user_id,
+    Certificate.active,
+    Certificate.body,
+    Certificate.subject,
+    Certificate.issuer,
+    Certificate.serial_number,
+    Certificate.not_before,
+    Certificate.not_after,
+    Certificate.fingerprint_sha256,
+    Certificate.key_matches,
+    Certificate.version,
+    Certificate.created_at,
+    Certificate.updated_at,
+)
+ORDERING = {
+    "id": Certificate.id,
+    "created_at": Certificate.created_at,
+    "not_after": Certificate.not_after,
+}
+# The accounts domain's table, by name only: a cross-domain link is a foreign-key id.
+_users = table("users", column("id"))
+Rows = tuple[list[dict[str, Any]], int]
+
+
+def _owner(conn: Connection, viewer: Principal, user_id: int) -> None:
+    """The user path exists only for that user and admins: 404 for anyone else, so neither
+    users nor their certificates can be probed."""
+    if viewer.user_id != user_id and not viewer.is_admin:
+        raise NotFound(f"No user {user_id}.")
+    if conn.execute(select(_users.c.id).where(_users.c.id == user_id)).first() is None:
+        raise NotFound(f"No user {user_id}.")
+
+
+def _fetch(conn: Connection, user_id: int, certificate_id: int) -> dict[str, Any]:
+    row = (
+        conn.execute(
+            select(*COLUMNS).where(Certificate.id == certificate_id, Certificate.user_id == user_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"No certificate {certificate_id}.")
+    return dict(row)
+
+
+def create_certificate(
+    conn: Connection,
+    *,
+    keyring: Keyring,
+    viewer: Principal,
+    user_id: int,
+    private_key: str,
+    body: str,
+    active: bool,
+) -> dict[str, Any]:
+    _owner(conn, viewer, user_id)
+    raw_key, info, matches = crypto.check_certificate(body, private_key)
+    now = utcnow()
+    parsed = (
+        {}
+        if info is None
+        else {
+            "subject": info.subject,
+            "issuer": info.issuer,
+            "serial_number": info.serial_number,
+            "not_before": info.not_before,
+            "not_after": info.not_after,
+            "fingerprint_sha256": info.fingerprint_sha256,
+        }
+    )
+    # The associated data binds the ciphertext to the row's id, known once it is inserted.
+    certificate_id: int = conn.execute(
+        insert(Certificate)
+        .values(
+            user_id=user_id,
+            body=body,
+            active=active,
+            key_id="",
+            private_key_sealed=b"",
+            key_matches=matches,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            **parsed,
+        )
+        .returning(Certificate.id)
+    ).scalar_one()
+    sealed = keyring.seal(raw_key, aad=crypto.certificate_aad(certificate_id, user_id))
+    conn.execute(
+        update(Certificate)
+        .where(Certificate.id == certificate_id)
+        .values(key_id=sealed.key_id, private_key_sealed=sealed.blob)
+    )
+    return _fetch(conn, user_id, certificate_id)
+
+
+def list_certificates(
+    conn: Connection,
+    *,
+    viewer: Principal,
+    user_id: int,
+    active: bool | None,
+    expiring_within_days: int | None,
+    ordering: str | None,
+    page: Page,
+) -> Rows:
+    _owner(conn, viewer, user_id)
+    where = [Certificate.user_id == user_id]
+    if active is not None:
+        where.append(Certificate.active.is_(active))
+    if expiring_within_days is not None:
+        now = utcnow()
+        where.append(Certificate.not_after.between(now, now + timedelta(days=expiring_within_days)))
+    total = conn.execute(select(func.count()).select_from(Certificate).where(*where)).scalar_one()
+    if total == 0 or page.offset >= total:
+        return [], total
+    rows = conn.execute(
+        select(*COLUMNS)
+        .where(*where)
+        .order_by(*order_by(ordering, ORDERING, tiebreak=Certificate.id))
+        .limit(page.limit)
+        .offset(page.offset)
+    ).mappings()
+    return [dict(r) for r in rows], total
+
+
+def get_certificate(
+    conn: Connection, *, viewer: Principal, user_id: int, certificate_id: int
+) -> dict[str, Any]:
+    _owner(conn, viewer, user_id)
+    return _fetch(conn, user_id, certificate_id)
+
+
+def delete_certificate(
+    conn: Connection,
+    *,
+    viewer: Principal,
+    user_id: int,
+    certificate_id: int,
+    expected: Precondition | None,
+) -> None:
+    current = get_certificate(conn, viewer=viewer, user_id=user_id, certificate_id=certificate_id)
+    if expected is not None and current["version"] != expected.version:
+        raise expected.stale(current["version"], f"Certificate {certificate_id}")
+    conn.execute(delete(Certificate).where(Certificate.id == certificate_id))
+
+
+def set_active(
+    conn: Connection,
+    *,
+    viewer: Principal,
+    user_id: int,
+    certificate_id: int,
+    active: bool,
+    notify: bool,
+    expected: Precondition | None,
+) -> tuple[dict[str, Any], bool]:
+    """Activate or deactivate; with `notify`, the event is written in this transaction (the
+    outbox), so it is sent exactly when the change commits. Setting the state a certificate
+    already has changes and queues nothing, so a retry is safe. Returns (row, queued)."""
+    current = get_certificate(conn, viewer=viewer, user_id=user_id, certificate_id=certificate_id)
+    if expected is not None and current["version"] != expected.version:
+        raise expected.stale(current["version"], f"Certificate {certificate_id}")
+    if current["active"] == active:
+        return current, False
+    changed = conn.execute(
+        update(Certificate)
+        .where(Certificate.id == certificate_id, Certificate.version == current["version"])
+        .values(active=active, version=Certificate.version + 1, updated_at=utcnow())
+    ).rowcount
+    if not changed:  # a concurrent change won between our read and our write
+        raise Precondition(current["version"], from_header=expected is not None).stale(
+            current["version"] + 1, f"Certificate {certificate_id}"
+        )
+    if notify:
+        webhooks.publish(
+            conn,
+            ACTIVATED if active else DEACTIVATED,
+            {"id": certificate_id, "user_id": user_id, "active": active},
+        )
+    return _fetch(conn, user_id, certificate_id), notify
+
+
+def rewrap_keys(engine: Engine, keyring: Keyring, *, batch: int = 500) -> RewrapReport:
+    """Re-encrypt every stored private key under the keyring's current key."""
+    return rewrap(
+        engine,
+        keyring,
+        table=Certificate.__table__,  # type: ignore[arg-type]
+        key_column="key_id",
+        blob_column="private_key_sealed",
+        aad=lambda row: crypto.certificate_aad(row.id, row.user_id),
+        batch=batch,
+    )

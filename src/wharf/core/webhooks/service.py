@@ -1,0 +1,401 @@
+"""Endpoints, the outbox and deliveries: the rules and the SQL."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from wharf.core import crud
+from wharf.core.concurrency import Precondition
+from wharf.core.db import utcnow
+from wharf.core.errors import Conflict, InvalidInput, NotFound
+from wharf.core.keys import Keyring, Sealed
+from wharf.core.outbound import Outbound, OutboundRefused
+from wharf.core.pagination import Page
+from wharf.core.responses import dumps
+from wharf.core.rewrap import RewrapReport, rewrap
+from wharf.core.webhooks.models import (
+    API,
+    SETTINGS,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from wharf.core.work import enqueue
+from wharf.core.work.jobs import requeue
+from wharf.core.work.models import DONE, FAILED, Job
+
+JOB_KIND = "webhook.deliver"
+ALL_EVENTS = "*"
+# Event types the domains publish (`declare_events`); endpoints may subscribe to these or "*".
+KNOWN_EVENTS: set[str] = set()
+
+ENDPOINTS = crud.Resource(
+    WebhookEndpoint,
+    "Webhook endpoint",
+    "/api/v1/webhooks",
+    (
+        WebhookEndpoint.id,
+        WebhookEndpoint.url,
+        WebhookEndpoint.events,
+        WebhookEndpoint.active,
+        WebhookEndpoint.description,
+        WebhookEndpoint.source,
+        WebhookEndpoint.previous_until,
+        WebhookEndpoint.version,
+        WebhookEndpoint.created_at,
+        WebhookEndpoint.updated_at,
+    ),
+)
+Rows = tuple[list[dict[str, Any]], int]
+
+
+def declare_events(*types: str) -> None:
+    KNOWN_EVENTS.update(types)
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_aad(endpoint_id: int) -> bytes:
+    # Binds a sealed secret to its endpoint: copied onto another row, it does not open.
+    return f"wharf:webhook_endpoint:{endpoint_id}".encode()
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the API shows it: events as a list, the rotation's end under its own name."""
+    out = dict(row)
+    out["events"] = out["events"].split()
+    until = out.pop("previous_until")
+    out["secret_rotation_ends_at"] = (
+        until if until is not None and _aware(until) > utcnow() else None
+    )
+    return out
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _events(events: list[str]) -> str:
+    unknown = sorted(set(events) - KNOWN_EVENTS - {ALL_EVENTS})
+    if unknown:
+        raise InvalidInput(
+            f"Unknown event type {', '.join(unknown)}; choose from "
+            f"{', '.join(sorted(KNOWN_EVENTS))} or * for all.",
+            loc=["body", "events"],
+        )
+    return " ".join(sorted(set(events)))
+
+
+def check_url(outbound: Outbound, url: str) -> None:
+    """Refuse at creation a URL the delivery client would refuse, saying why."""
+    try:
+        outbound.check(url)
+    except OutboundRefused as exc:
+        raise InvalidInput(exc.detail, loc=["body", "url"]) from exc
+
+
+def create_endpoint(
+    conn: Connection,
+    *,
+    keyring: Keyring,
+    outbound: Outbound,
+    url: str,
+    events: list[str],
+    active: bool,
+    description: str,
+) -> dict[str, Any]:
+    """A new endpoint and its signing secret, which is returned here and never again."""
+    check_url(outbound, url)
+    row = crud.create(
+        conn,
+        ENDPOINTS,
+        {
+            "url": url,
+            "events": _events(events),
+            "active": active,
+            "description": description,
+            "source": API,
+        },
+    )
+    secret = new_secret()
+    sealed = keyring.seal(secret.encode(), aad=secret_aad(row["id"]))
+    conn.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == row["id"])
+        .values(secret_key_id=sealed.key_id, secret_sealed=sealed.blob)
+    )
+    return {**_shown(row), "secret": secret}
+
+
+def list_endpoints(conn: Connection, *, page: Page) -> Rows:
+    total = conn.execute(select(func.count()).select_from(WebhookEndpoint)).scalar_one()
+    rows = conn.execute(
+        select(*ENDPOINTS.columns)
+        .order_by(WebhookEndpoint.id)
+        .limit(page.limit)
+        .offset(page.offset)
+    ).mappings()
+    return [_shown(dict(r)) for r in rows], total
+
+
+def get_endpoint(conn: Connection, *, endpoint_id: int) -> dict[str, Any]:
+    return _shown(crud.fetch(conn, ENDPOINTS, endpoint_id))
+
+
+def _api_managed(conn: Connection, endpoint_id: int) -> dict[str, Any]:
+    current = crud.fetch(conn, ENDPOINTS, endpoint_id)
+    if current["source"] == SETTINGS:
+        raise Conflict(
+            f"Webhook endpoint {endpoint_id} is kept from the settings "
+            "(WHARF_CERTIFICATE_WEBHOOK_URL and _SECRET); change it there."
+        )
+    return current
+
+
+def change_endpoint(
+    conn: Connection,
+    *,
+    outbound: Outbound,
+    endpoint_id: int,
+    values: dict[str, Any],
+    expected: Precondition,
+) -> dict[str, Any]:
+    current = _api_managed(conn, endpoint_id)
+    if current["version"] != expected.version:
+        raise expected.stale(current["version"], f"Webhook endpoint {endpoint_id}")
+    if "url" in values:
+        check_url(outbound, values["url"])
+    if "events" in values:
+        values = {**values, "events": _events(values["events"])}
+    return _shown(crud.change(conn, ENDPOINTS, endpoint_id, values, expected))
+
+
+def delete_endpoint(conn: Connection, *, endpoint_id: int, expected: Precondition | None) -> None:
+    """Its deliveries go with it; their jobs find nothing left to send."""
+    _api_managed(conn, endpoint_id)
+    crud.remove(conn, ENDPOINTS, endpoint_id, expected)
+
+
+def rotate_secret(
+    conn: Connection, *, keyring: Keyring, endpoint_id: int, grace: timedelta
+) -> dict[str, Any]:
+    """A new secret; the current one keeps signing beside it for `grace`."""
+    current = _api_managed(conn, endpoint_id)
+    old = conn.execute(
+        select(WebhookEndpoint.secret_key_id, WebhookEndpoint.secret_sealed).where(
+            WebhookEndpoint.id == endpoint_id
+        )
+    ).one()
+    secret = new_secret()
+    sealed = keyring.seal(secret.encode(), aad=secret_aad(endpoint_id))
+    row = crud.change(
+        conn,
+        ENDPOINTS,
+        endpoint_id,
+        {
+            "secret_key_id": sealed.key_id,
+            "secret_sealed": sealed.blob,
+            "previous_key_id": old.secret_key_id,
+            "previous_sealed": old.secret_sealed,
+            "previous_until": utcnow() + grace,
+        },
+        Precondition(current["version"], from_header=False),
+    )
+    return {**_shown(row), "secret": secret}
+
+
+def signing_secrets(
+    conn: Connection, *, keyring: Keyring, endpoint_id: int, settings_secret: str | None
+) -> list[str]:
+    """The secrets a delivery to this endpoint is signed with now (two during a rotation)."""
+    row = conn.execute(
+        select(
+            WebhookEndpoint.source,
+            WebhookEndpoint.secret_key_id,
+            WebhookEndpoint.secret_sealed,
+            WebhookEndpoint.previous_key_id,
+            WebhookEndpoint.previous_sealed,
+            WebhookEndpoint.previous_until,
+        ).where(WebhookEndpoint.id == endpoint_id)
+    ).one()
+    if row.source == SETTINGS:
+        return [settings_secret] if settings_secret else []
+    aad = secret_aad(endpoint_id)
+    found = [keyring.open(Sealed(row.secret_key_id, row.secret_sealed), aad=aad).decode()]
+    rotating = row.previous_until is not None and _aware(row.previous_until) > utcnow()
+    if rotating and row.previous_sealed is not None:
+        previous = Sealed(row.previous_key_id, row.previous_sealed)
+        found.append(keyring.open(previous, aad=aad).decode())
+    return found
+
+
+def sync_settings_endpoint(conn: Connection, *, url: str | None, outbound: Outbound) -> None:
+    """Keep the one endpoint the settings define (WHARF_CERTIFICATE_WEBHOOK_URL) as a row, so
+    its deliveries are recorded, retried and listed like any other; without the setting it
+    is deactivated (its history stays)."""
+    existing = conn.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.active).where(
+            WebhookEndpoint.source == SETTINGS
+        )
+    ).first()
+    if url is None:
+        if existing is not None and existing.active:
+            crud.change(
+                conn, ENDPOINTS, existing.id, {"active": False}, _any_version(conn, existing.id)
+            )
+        return
+    outbound.check(url)  # a refused URL stops start-up, naming the setting's problem
+    values = {"url": url, "events": ALL_EVENTS, "active": True}
+    if existing is None:
+        crud.create(
+            conn,
+            ENDPOINTS,
+            {**values, "source": SETTINGS, "description": "From WHARF_CERTIFICATE_WEBHOOK_URL"},
+        )
+    elif existing.url != url or not existing.active:
+        crud.change(conn, ENDPOINTS, existing.id, values, _any_version(conn, existing.id))
+
+
+def _any_version(conn: Connection, endpoint_id: int) -> Precondition:
+    return Precondition(crud.fetch(conn, ENDPOINTS, endpoint_id)["version"], from_header=False)
+
+
+def publish(conn: Connection, event_type: str, data: dict[str, Any]) -> int:
+    """Write an event and one delivery per subscribed, active endpoint, in the caller's
+    transaction (the outbox): sent exactly when the change commits. How many were queued."""
+    now = utcnow()
+    body = dumps({"type": event_type, "timestamp": now, "data": data})
+    event_id = conn.execute(
+        insert(WebhookEvent)
+        .values(
+            message_id=f"msg_{secrets.token_hex(12)}", type=event_type, body=body, created_at=now
+        )
+        .returning(WebhookEvent.id)
+    ).scalar_one()
+    endpoints = conn.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.events).where(WebhookEndpoint.active.is_(True))
+    ).all()
+    queued = 0
+    for endpoint in endpoints:
+        wanted = endpoint.events.split()
+        if ALL_EVENTS not in wanted and event_type not in wanted:
+            continue
+        # The job finds its delivery by job id (deliveries.job_id is unique).
+        job_id = enqueue(conn, JOB_KIND, {})
+        conn.execute(
+            insert(WebhookDelivery).values(
+                endpoint_id=endpoint.id, event_id=event_id, job_id=job_id, created_at=now
+            )
+        )
+        queued += 1
+    return queued
+
+
+_STATUS = {DONE: "delivered", FAILED: "failed"}  # pending and running both read "pending"
+
+DELIVERY_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookDelivery.endpoint_id,
+    WebhookEvent.message_id.label("event_id"),
+    WebhookEvent.type.label("event_type"),
+    Job.state,
+    Job.attempts,
+    WebhookDelivery.last_status_code,
+    Job.last_error,
+    Job.due_at,
+    WebhookDelivery.created_at,
+    WebhookDelivery.delivered_at,
+)
+
+
+def _delivery(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    state, due = out.pop("state"), out.pop("due_at")
+    out["status"] = _STATUS.get(state, "pending")
+    out["next_attempt_at"] = due if out["status"] == "pending" else None
+    return out
+
+
+def _deliveries() -> Any:
+    return (
+        select(*DELIVERY_COLUMNS)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .join(Job, Job.id == WebhookDelivery.job_id)
+    )
+
+
+def list_deliveries(conn: Connection, *, endpoint_id: int, status: str | None, page: Page) -> Rows:
+    crud.fetch(conn, ENDPOINTS, endpoint_id)  # 404 for an endpoint that does not exist
+    where = [WebhookDelivery.endpoint_id == endpoint_id]
+    if status == "delivered":
+        where.append(Job.state == DONE)
+    elif status == "failed":
+        where.append(Job.state == FAILED)
+    elif status == "pending":
+        where.append(Job.state.not_in([DONE, FAILED]))
+    total = conn.execute(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .join(Job, Job.id == WebhookDelivery.job_id)
+        .where(*where)
+    ).scalar_one()
+    rows = conn.execute(
+        _deliveries()
+        .where(*where)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+    ).mappings()
+    return [_delivery(r) for r in rows], total
+
+
+def get_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
+    row = conn.execute(_deliveries().where(WebhookDelivery.id == delivery_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"No webhook delivery {delivery_id}.")
+    return _delivery(row)
+
+
+def retry_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
+    """Send a failed delivery again, with a fresh retry schedule and the same webhook-id."""
+    current = get_delivery(conn, delivery_id=delivery_id)
+    if current["status"] != "failed":
+        raise Conflict(
+            f"Webhook delivery {delivery_id} is {current['status']}; only a failed one can be "
+            "retried."
+        )
+    job_id = conn.execute(
+        select(WebhookDelivery.job_id).where(WebhookDelivery.id == delivery_id)
+    ).scalar_one()
+    requeue(conn, job_id)
+    return get_delivery(conn, delivery_id=delivery_id)
+
+
+def rewrap_secrets(engine: Engine, keyring: Keyring, *, batch: int = 500) -> RewrapReport:
+    """Re-encrypt every endpoint's signing secrets (current and previous) under the current
+    key."""
+    report = RewrapReport()
+    for key_column, blob_column in (
+        ("secret_key_id", "secret_sealed"),
+        ("previous_key_id", "previous_sealed"),
+    ):
+        report.add(
+            rewrap(
+                engine,
+                keyring,
+                table=WebhookEndpoint.__table__,  # type: ignore[arg-type]
+                key_column=key_column,
+                blob_column=blob_column,
+                aad=lambda row: secret_aad(row.id),
+                batch=batch,
+            )
+        )
+    return report

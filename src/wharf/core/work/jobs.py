@@ -1,0 +1,157 @@
+"""Queueing, claiming and finishing jobs. Claims and results are short transactions of their
+own; the work itself (an HTTP call, say) runs between them, holding no transaction."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, and_, event, insert, or_, select, update
+
+from wharf.core.db import utcnow
+from wharf.core.work.models import DONE, FAILED, PENDING, RUNNING, Job
+
+# Set when a transaction that queued a job commits in this process, so this process's worker
+# starts on it at once instead of at its next poll (other processes find it by polling).
+WAKE = threading.Event()
+_QUEUED = "wharf_jobs_queued"
+
+
+def enqueue(
+    conn: Connection, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None
+) -> int:
+    """Queue a job in the caller's transaction: it exists exactly when that transaction commits."""
+    now = utcnow()
+    job_id: int = conn.execute(
+        insert(Job)
+        .values(
+            kind=kind,
+            payload=payload,
+            state=PENDING,
+            due_at=due_at or now,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(Job.id)
+    ).scalar_one()
+    conn.info[_QUEUED] = True
+    return job_id
+
+
+def watch_commits(engine: Engine) -> None:
+    """Wake this process's worker when a transaction that queued a job commits."""
+    if not event.contains(engine, "commit", _on_commit):
+        event.listen(engine, "commit", _on_commit)
+        event.listen(engine, "rollback", _on_rollback)
+
+
+def _on_commit(conn: Connection) -> None:
+    if conn.info.pop(_QUEUED, False):
+        WAKE.set()
+
+
+def _on_rollback(conn: Connection) -> None:
+    conn.info.pop(_QUEUED, None)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # including this one
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run. `retry_in` overrides the handler's schedule (Retry-After)."""
+
+    state: Literal["done", "retry", "failed"]
+    error: str | None = None
+    retry_in: float | None = None
+    # What the run learned (a status code, a duration), for the handler's `record`.
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def claim(
+    engine: Engine, *, kinds: Collection[str], owner: str, lease: timedelta, limit: int
+) -> list[ClaimedJob]:
+    """Take up to `limit` due jobs: pending ones whose time has come, and running ones whose
+    worker's lease ran out (it died). Each claim counts as an attempt."""
+    now = utcnow()
+    claimable = or_(
+        and_(Job.state == PENDING, Job.due_at <= now),
+        and_(Job.state == RUNNING, Job.lease_expires_at < now),
+    )
+    with engine.connect() as conn:
+        conn.execution_options(wharf_write=True)  # SQLite: BEGIN IMMEDIATE, one claimer at a time
+        with conn.begin():
+            rows = conn.execute(
+                select(Job.id, Job.kind, Job.payload, Job.attempts)
+                .where(claimable, Job.kind.in_(list(kinds)))
+                .order_by(Job.due_at, Job.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)  # PostgreSQL; SQLite ignores it
+            ).all()
+            if not rows:
+                return []
+            conn.execute(
+                update(Job)
+                .where(Job.id.in_([row.id for row in rows]))
+                .values(
+                    state=RUNNING,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    attempts=Job.attempts + 1,
+                    updated_at=now,
+                )
+            )
+    return [ClaimedJob(r.id, r.kind, dict(r.payload), r.attempts + 1) for r in rows]
+
+
+def finish(
+    conn: Connection,
+    job: ClaimedJob,
+    *,
+    owner: str,
+    state: str,
+    error: str | None,
+    due_at: datetime | None,
+) -> bool:
+    """Record a run's result, if the lease is still ours; False when another worker took the
+    job over meanwhile (then the caller rolls back, and that worker's result stands)."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "state": state,
+        "last_error": error,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if state == PENDING:
+        values["due_at"] = due_at or now
+    else:
+        values["finished_at"] = now
+    changed = conn.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == RUNNING, Job.lease_owner == owner)
+        .values(**values)
+    ).rowcount
+    return bool(changed)
+
+
+def requeue(conn: Connection, job_id: int) -> bool:
+    """Run a finished job again, from its first attempt (a manual retry)."""
+    now = utcnow()
+    changed = conn.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_([DONE, FAILED]))
+        .values(state=PENDING, due_at=now, attempts=0, finished_at=None, updated_at=now)
+    ).rowcount
+    if changed:
+        conn.info[_QUEUED] = True
+    return bool(changed)
