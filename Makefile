@@ -20,6 +20,7 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 
 run: $(RUN_STAMP)
 	$(BIN)/wharf migrate
+	$(BIN)/wharf keys generate --if-missing
 	$(BIN)/wharf demo
 	$(BIN)/wharf serve
 

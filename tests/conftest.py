@@ -29,6 +29,9 @@ from wharf.models import Base
 PG_URL = os.environ.get("WHARF_TEST_DATABASE_URL")
 # One key-encryption key for the run (a fresh one each run; tests that rotate make their own).
 TEST_KEYS = f"ktest:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+# Every app a test builds, and every server it starts, needs a key to start at all; tests of
+# what happens without one remove it.
+os.environ.setdefault("WHARF_KEY_ENCRYPTION_KEYS", TEST_KEYS)
 # Set by .ci/run: a configured but unreachable service fails the run instead of skipping.
 REQUIRE_SERVICES = os.environ.get("WHARF_TEST_REQUIRE_SERVICES") == "1"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.conftest import TEST_KEYS
 from wharf.accounts import service as accounts
 from wharf.core.db import create_db_engine
 from wharf.core.security import ROLE_SCOPES
@@ -31,9 +32,16 @@ class Server:
     token: str
     customer_id: int
     log: Path  # the server's stderr, where unhandled errors are logged
+    pid: int  # the supervisor's, which is also its process group's
+
+    def kill(self) -> None:
+        """kill -9 the supervisor and every worker: no shutdown, no cleanup."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
 
 
-def _seed(url: str) -> tuple[str, int]:
+def seed(url: str) -> tuple[str, int]:
+    """An admin's token and a customer's id, made once per database."""
     engine = create_db_engine(url)
     try:
         with engine.begin() as conn:
@@ -109,11 +117,18 @@ def _wait_until_up(proc: subprocess.Popen[bytes], base_url: str, stderr: Path) -
 
 @contextlib.contextmanager
 def serve(
-    database_url: str, tmp_path: Path, *, env: dict[str, str] | None = None, workers: int = 2
+    database_url: str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    workers: int = 2,
+    seeded: tuple[str, int] | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """`wharf serve --workers N` on a free port, seeded with an admin and one customer."""
-    token, customer_id = _seed(database_url)
-    port = free_port()
+    """`wharf serve --workers N` on a free port, seeded with an admin and one customer (or,
+    for a restart on the same database, with what `seed` already made)."""
+    token, customer_id = seeded or seed(database_url)
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -121,6 +136,7 @@ def serve(
         "WHARF_LOG_LEVEL": "WARNING",
         # These tests measure locking and caching under load, not the rate limiter.
         "WHARF_RATE_LIMITS_ENABLED": "false",
+        "WHARF_KEY_ENCRYPTION_KEYS": TEST_KEYS,
         **(env or {}),
     }
     stdout, stderr = tmp_path / "server.out", tmp_path / "server.err"
@@ -145,6 +161,6 @@ def serve(
         )
     try:
         _wait_until_up(proc, base_url, stderr)
-        yield Server(base_url, token, customer_id, stderr)
+        yield Server(base_url, token, customer_id, stderr, proc.pid)
     finally:
         _stop(proc)

@@ -23,10 +23,10 @@ from wharf.core.cache import (
     TieredBackend,
 )
 from wharf.core.config import Settings
-from wharf.core.db import engine_for
+from wharf.core.db import create_db_engine, engine_for
 from wharf.core.health import router as health
 from wharf.core.idempotency import Idempotency
-from wharf.core.keys import Keyring
+from wharf.core.keys import KeySource
 from wharf.core.logging import configure_logging
 from wharf.core.middleware import HttpContract
 from wharf.core.migrate import check_schema
@@ -36,6 +36,7 @@ from wharf.core.responses import JSONBytes
 from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
 from wharf.core.work import Handler, Worker
+from wharf.core.work.jobs import watch_commits
 
 LOGIN_PATH = "/api/v1/auth/token"
 TOKENS_PATH = "/api/v1/auth/tokens"
@@ -51,12 +52,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         check_schema(engine)  # refuse to serve an unmigrated or outdated database
         # Refuse to serve without a key-encryption key (MissingKeys names the command).
-        app.state.keyring = keyring = Keyring.load(settings)
+        app.state.keys = keys = KeySource(settings)
         with engine.begin() as conn:
             sync_settings_endpoint(conn, url=settings.certificate_webhook_url, outbound=outbound)
+        # Jobs get a small pool of their own: background work never takes a connection a
+        # request is waiting for (and the pool metrics keep meaning "requests").
+        jobs_engine = create_db_engine(settings.database_url, pool_size=2)
+        watch_commits(engine)  # a request that queues a job wakes this process's worker
         worker = Worker(
-            engine,
-            job_handlers(settings, engine=engine, keyring=keyring, outbound=outbound),
+            jobs_engine,
+            job_handlers(settings, engine=jobs_engine, keys=keys, outbound=outbound),
             poll_seconds=settings.job_poll_seconds,
             lease_seconds=settings.job_lease_seconds,
         )
@@ -65,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         worker.stop()
         outbound.close()
+        jobs_engine.dispose()
         engine.dispose()
 
     app = Wharf(
@@ -148,14 +154,14 @@ CACHE_GROUPS = (
 
 
 def job_handlers(
-    settings: Settings, *, engine: Engine, keyring: Keyring, outbound: Outbound
+    settings: Settings, *, engine: Engine, keys: KeySource, outbound: Outbound
 ) -> list[Handler]:
     """Every kind of background job, for the worker in `wharf serve` and in the CLI."""
     secret = settings.certificate_webhook_secret
     return [
         DeliveryHandler(
             engine,
-            keyring=keyring,
+            keys=keys,
             outbound=outbound,
             delays=settings.retry_delays,
             settings_secret=secret.get_secret_value() if secret else None,

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import typer
+from sqlalchemy import Connection
 
 from wharf.app import job_handlers
+from wharf.certificates import service as certificates
 from wharf.certificates.service import rewrap_keys
 from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.errors import WharfError
-from wharf.core.keys import Keyring, generate_key_file, key_file, remove_key, rotate_key_file
+from wharf.core.keys import KeySource, generate_key_file, key_file, remove_key, rotate_key_file
 from wharf.core.outbound import Outbound
 from wharf.core.rewrap import RewrapReport
+from wharf.core.webhooks import service as webhook_service
 from wharf.core.webhooks.service import rewrap_secrets, sync_settings_endpoint
 from wharf.core.work import Worker
 
 keys = typer.Typer(help="Key-encryption keys for private keys and secrets at rest.")
+
+
+def key_usage(conn: Connection) -> Counter[str]:
+    """How many stored values each key seals, over every domain that seals any."""
+    return certificates.key_usage(conn) + webhook_service.key_usage(conn)
+
+
 webhooks = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
 
 
-def _keyring(settings: Settings) -> Keyring:
+def _keys(settings: Settings) -> KeySource:
     try:
-        return Keyring.load(settings)
+        return KeySource(settings)
     except WharfError as exc:
         typer.secho(exc.detail, fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -59,10 +70,34 @@ def rotate() -> None:
 
 
 @keys.command("remove")
-def remove(key_id: Annotated[str, typer.Argument(help="A key that is not current.")]) -> None:
-    """Drop an old key from the key file (after a rewrap, nothing needs it)."""
+def remove(
+    key_id: Annotated[str, typer.Argument(help="A key that is not current.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove it although values are still sealed under it: they cannot be "
+            "decrypted until the key is added back.",
+        ),
+    ] = False,
+) -> None:
+    """Drop an old key from the key file, once nothing is sealed under it (`wharf keys
+    rewrap` first)."""
+    settings = Settings()
+    path = key_file(settings)
+    if not force and key_id != _keys(settings).keyring().current_id:
+        with engine_for(settings).connect() as conn:
+            still = key_usage(conn)[key_id]
+        if still:
+            typer.secho(
+                f"{still} values are still sealed under key {key_id}; run `wharf keys "
+                "rewrap` first, or they cannot be decrypted once it is gone.",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(1)
     try:
-        remove_key(key_file(Settings()), key_id)
+        remove_key(path, key_id)
     except ValueError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -76,7 +111,7 @@ def rewrap(
     """Re-encrypt every stored key and secret under the current key, in batches. Resumable,
     and safe to run twice; rows under a key the keyring lacks are reported and kept."""
     settings = Settings()
-    keyring = _keyring(settings)
+    keyring = _keys(settings).keyring()
     engine = engine_for(settings)
     report = RewrapReport()
     report.add(rewrap_keys(engine, keyring, batch=batch))
@@ -100,14 +135,14 @@ def deliver(
 ) -> None:
     """Run a delivery worker on its own (beside, or instead of, the ones in `wharf serve`)."""
     settings = Settings()
-    keyring = _keyring(settings)
+    keys = _keys(settings)
     engine = engine_for(settings)
     outbound = Outbound.from_settings(settings)
     with engine.begin() as conn:
         sync_settings_endpoint(conn, url=settings.certificate_webhook_url, outbound=outbound)
     worker = Worker(
         engine,
-        job_handlers(settings, engine=engine, keyring=keyring, outbound=outbound),
+        job_handlers(settings, engine=engine, keys=keys, outbound=outbound),
         poll_seconds=settings.job_poll_seconds,
         lease_seconds=settings.job_lease_seconds,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -75,6 +76,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"x" * size)
             elif url.path == "/slow":
                 time.sleep(2 * TIMEOUT)
+                self.send_response(200)
                 self._ok(b"late")
             elif url.path == "/trickle-body":  # every byte well within one read timeout
                 self.send_response(200)
@@ -94,8 +96,6 @@ class Handler(BaseHTTPRequestHandler):
             pass  # the client gave up, which is what several tests want
 
     def _ok(self, body: bytes) -> None:
-        if not self._headers_buffer:  # type: ignore[attr-defined]
-            self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -120,12 +120,12 @@ class Server(ThreadingHTTPServer):
         self.port: int = self.socket.getsockname()[1]
         self.seen: list[Seen] = []
         self.connections = 0
-        self.server_names: list[str | None] = []
+        self.server_names: list[str] = []
         self.tls = tls
         if tls is not None:
             tls.sni_callback = self._sni
 
-    def _sni(self, _sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+    def _sni(self, _sock: ssl.SSLObject, name: str, _ctx: ssl.SSLContext) -> None:
         self.server_names.append(name)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
@@ -316,7 +316,7 @@ def test_a_host_is_refused_if_any_of_its_addresses_is_internal(target: Server) -
         ("sixtofour.test", "which carries 127.0.0.1, a loopback address"),
         ("docs.test", "a private address"),
     ):
-        with pytest.raises(OutboundRefused, match=says):
+        with pytest.raises(OutboundRefused, match=re.escape(says)):
             outbound.check(f"https://{internal}/hook")
 
 
@@ -337,9 +337,9 @@ def test_a_host_is_refused_if_any_of_its_addresses_is_internal(target: Server) -
     ],
 )
 def test_urls_that_are_not_plain_http_are_refused(outbound: Outbound, url: str, says: str) -> None:
-    with pytest.raises(OutboundRefused, match=says):
+    with pytest.raises(OutboundRefused, match=re.escape(says)):
         outbound.check(url)
-    with pytest.raises(OutboundRefused, match=says):
+    with pytest.raises(OutboundRefused, match=re.escape(says)):
         outbound.request("GET", url)
 
 
@@ -456,10 +456,11 @@ def test_allowed_redirects_are_followed(outbound: Outbound, target: Server) -> N
     base = f"http://127.0.0.1:{target.port}"
     response = outbound.request("GET", f"{base}/redirect?to=/echo", max_redirects=2)
     assert (response.status, response.body) == (200, f"hello from 127.0.0.1:{target.port}".encode())
-    twice = f"/redirect?to=/redirect%3Fto%3D/echo"
+    twice = "/redirect?to=/redirect%3Fto%3D/echo"
     assert outbound.request("GET", base + twice, max_redirects=2).status == 200
     assert outbound.request("GET", base + twice, max_redirects=1).status == 302  # out of hops
-    assert [seen.path for seen in target.seen][-2:] == ["/redirect?to=/redirect%3Fto%3D/echo", "/redirect?to=/echo"]
+    paths = [seen.path for seen in target.seen]
+    assert paths[-2:] == ["/redirect?to=/redirect%3Fto%3D/echo", "/redirect?to=/echo"]
 
 
 def test_redirects_change_the_method_as_browsers_do(outbound: Outbound, target: Server) -> None:
@@ -505,9 +506,10 @@ def test_a_redirect_to_a_refused_url_is_refused(
 ) -> None:
     location = to.format(canary=canary.port, target=target.port)
     start = f"http://127.0.0.1:{target.port}/redirect?to={location}"
-    with pytest.raises(OutboundRefused, match=f"^http://127.0.0.1:{target.port}/ redirected to "):
+    prefix = f"http://127.0.0.1:{target.port}/ redirected to a refused URL: "
+    with pytest.raises(OutboundRefused, match="^" + re.escape(prefix)):
         outbound.request("GET", start, max_redirects=2)
-    with pytest.raises(OutboundRefused, match=says):
+    with pytest.raises(OutboundRefused, match=re.escape(says)):
         outbound.request("GET", start, max_redirects=2)
     assert canary.connections == 0
     assert len(target.seen) == 2  # only the first hop, twice
@@ -537,7 +539,7 @@ def test_the_deadline_covers_the_whole_request(
 
 
 def test_a_refused_connection_fails(outbound: Outbound, closed_port: int) -> None:
-    with pytest.raises(OutboundFailed, match=f"could not connect to 127.0.0.1") as failed:
+    with pytest.raises(OutboundFailed, match=r"could not connect to 127\.0\.0\.1: ") as failed:
         outbound.request("POST", f"http://127.0.0.1:{closed_port}/hook", content=b"{}")
     assert failed.value.reason == str(failed.value)
 
@@ -587,6 +589,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("pinned.test")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     folder = tmp_path_factory.mktemp("tls")
@@ -620,6 +626,6 @@ def test_https_to_the_pinned_address_still_verifies_the_name(
     assert response.body == f"hello from pinned.test:{tls_target.port}".encode()
     assert tls_target.server_names == ["pinned.test"]
     # The same server by its address: the certificate does not name it, so nothing is sent.
-    with pytest.raises(OutboundFailed, match="could not connect to 127.0.0.1.*CERTIFICATE"):
+    with pytest.raises(OutboundFailed, match=r"could not connect to 127\.0\.0\.1: .*CERTIFICATE"):
         outbound.request("GET", f"https://127.0.0.1:{tls_target.port}/echo")
     assert len(tls_target.seen) == 1

@@ -55,18 +55,23 @@ async def create_certificate(
 async def list_certificates(
     user_id: int, request: Request, db: Db, me: Reader, q: Annotated[CertificateList, Query()]
 ) -> Response:
-    """A user's certificates; `active=true|false`, `expiring_within_days`, `ordering` over
-    id, created_at, not_after."""
+    """A user's certificates; `active=true|false`, `expiring_within_days`, `search` over
+    subject, issuer and body, `ordering` over id, created_at, not_after (no expiry last)."""
     rows, total = service.list_certificates(
         db,
         viewer=me,
         user_id=user_id,
         active=None if q.active is None else q.active == "true",
         expiring_within_days=q.expiring_within_days,
+        search=q.search,
         ordering=q.ordering,
         page=q.page,
     )
-    return page_response(request, [_shown(request, r) for r in rows], total, q.page)
+    response = page_response(request, [_shown(request, r) for r in rows], total, q.page)
+    if q.expiring_within_days is not None:
+        # The window moves with the clock, which no data generation follows: never cached.
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get(PATH + "/{certificate_id}", response_model=CertificateRead)

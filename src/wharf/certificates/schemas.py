@@ -8,9 +8,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from wharf.core.pagination import ListParams, ordering_field
-from wharf.core.schemas import Strict
+from wharf.core.schemas import BLANKS, Strict
 
 ORDERING = ("id", "created_at", "not_after")
+# What certificates.crypto accepts, stated for clients (and the fuzzer): canonical base64,
+# line breaks and blanks anywhere ignored (as `base64` wraps its output), never empty.
+_W = f"[{BLANKS}]*"
+_C = f"(?:[A-Za-z0-9+/]{_W})"
+BASE64_PATTERN = f"^{_W}(?:(?:{_C}{{4}})*(?:{_C}{{2}}={_W}=|{_C}{{3}}=)|(?:{_C}{{4}})+){_W}$"
 
 
 class CertificateCreate(Strict):
@@ -20,6 +25,7 @@ class CertificateCreate(Strict):
         Field(
             min_length=1,
             max_length=32 * 1024,
+            json_schema_extra={"pattern": BASE64_PATTERN},
             description="The private key, base64: PEM or DER; PKCS#8, PKCS#1 or SEC1; RSA, EC "
             "or Ed25519. Stored encrypted; never returned.",
         ),

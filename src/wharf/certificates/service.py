@@ -3,10 +3,22 @@ notification."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, column, delete, func, insert, select, table, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    update,
+)
 
 from wharf.certificates import crypto
 from wharf.certificates.models import Certificate
@@ -15,8 +27,9 @@ from wharf.core.concurrency import Precondition
 from wharf.core.db import utcnow
 from wharf.core.errors import NotFound
 from wharf.core.keys import Keyring
+from wharf.core.listing import like_pattern
 from wharf.core.pagination import Page, order_by
-from wharf.core.rewrap import RewrapReport, rewrap
+from wharf.core.rewrap import RewrapReport, rewrap, usage
 from wharf.core.security import Principal
 
 ACTIVATED, DEACTIVATED = "certificate.activated", "certificate.deactivated"
@@ -128,11 +141,22 @@ def list_certificates(
     user_id: int,
     active: bool | None,
     expiring_within_days: int | None,
+    search: str | None,
     ordering: str | None,
     page: Page,
 ) -> Rows:
     _owner(conn, viewer, user_id)
     where = [Certificate.user_id == user_id]
+    if search:
+        pattern = like_pattern(search)
+        where.append(
+            or_(
+                *(
+                    col.ilike(pattern, escape="\\")
+                    for col in (Certificate.subject, Certificate.issuer, Certificate.body)
+                )
+            )
+        )
     if active is not None:
         where.append(Certificate.active.is_(active))
     if expiring_within_days is not None:
@@ -219,3 +243,8 @@ def rewrap_keys(engine: Engine, keyring: Keyring, *, batch: int = 500) -> Rewrap
         aad=lambda row: crypto.certificate_aad(row.id, row.user_id),
         batch=batch,
     )
+
+
+def key_usage(conn: Connection) -> Counter[str]:
+    """How many private keys each key-encryption key seals."""
+    return usage(conn, Certificate.__table__, "key_id")  # type: ignore[arg-type]

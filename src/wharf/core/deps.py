@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from wharf.core.config import Settings
-from wharf.core.keys import Keyring
+from wharf.core.keys import Keyring, KeySource
 from wharf.core.outbound import Outbound
 
 
@@ -20,8 +20,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_keyring(request: Request) -> Keyring:
-    keyring: Keyring = request.app.state.keyring  # loaded at start-up, which needs one
-    return keyring
+    keys: KeySource = request.app.state.keys  # loaded at start-up, which needs one
+    return keys.keyring()
 
 
 async def get_outbound(request: Request) -> Outbound:

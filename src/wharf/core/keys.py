@@ -190,6 +190,43 @@ class Keyring:
         return f"Keyring(current_id={self.current_id!r}, ids={self.ids()!r})"
 
 
+class KeySource:
+    """The keyring a running process uses, re-read when the key file changes.
+
+    `wharf keys rotate` rewrites the file (a new inode, via os.replace), so a server notices
+    at its next seal or open with one stat, and new values are sealed under the new key at
+    once, as the command promises; otherwise a rewrap would miss what the server keeps
+    sealing under the old key. Keys from WHARF_KEY_ENCRYPTION_KEYS change with a restart.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = key_file(settings)
+        configured = settings.key_encryption_keys
+        self.from_file = configured is None or not configured.get_secret_value().strip()
+        self._stamp = self._stat()
+        self._keyring = Keyring.load(settings)  # MissingKeys here refuses the start
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if not self.from_file:
+            return None
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
+
+    def keyring(self) -> Keyring:
+        if self.from_file:
+            stamp = self._stat()
+            if stamp is not None and stamp != self._stamp:
+                # A file being replaced is whole (os.replace), so a failed read is an
+                # operator's error: MissingKeys answers 503 until it is mended.
+                self._keyring = Keyring.load(self.settings)
+                self._stamp = stamp
+        return self._keyring
+
+
 def key_file(settings: Settings) -> Path:
     return settings.var_dir / "keys"
 

@@ -108,7 +108,7 @@ def _why_internal(ip: IPAddress) -> str | None:
         for carried in (ip.ipv4_mapped, nat64, ip.sixtofour, teredo):
             if carried is not None and (why := _why_internal(carried)):
                 return f"which carries {carried}, {why}"
-        if ip.ipv4_mapped or nat64:
+        if ip.ipv4_mapped is not None or nat64 is not None:
             return None  # only ever reaches the (public) IPv4 address inside it
     return next((why for why, applies in _KINDS if applies(ip)), None)
 
@@ -228,8 +228,9 @@ class Outbound:
             try:
                 following = self._target(target.url.join(location))
             except (httpx2.InvalidURL, OutboundRefused) as exc:
-                why = exc.detail if isinstance(exc, OutboundRefused) else f"an invalid URL ({exc})"
-                raise OutboundRefused(f"{target.origin} redirected to {why}") from None
+                why = exc.detail if isinstance(exc, OutboundRefused) else f"Not a valid URL: {exc}."
+                detail = f"{target.origin} redirected to a refused URL: {why}"
+                raise OutboundRefused(detail) from None
             if following.origin != target.origin:  # as browsers do: credentials stay with origin
                 sent = {k: v for k, v in sent.items() if k not in _CREDENTIALS}
             to_get = response.status == 303 or (response.status in (301, 302) and method == "POST")

@@ -102,7 +102,13 @@ def order_by(
         if field in seen:
             continue
         seen.add(field)
-        clauses.append(columns[field].desc() if name.startswith("-") else columns[field].asc())
+        column = columns[field]
+        clause = column.desc() if name.startswith("-") else column.asc()
+        if getattr(column, "nullable", False):
+            # Null sorts as the largest value on every database (PostgreSQL's default;
+            # SQLite's is the smallest): the same list on both, an absent expiry last.
+            clause = clause.nulls_first() if name.startswith("-") else clause.nulls_last()
+        clauses.append(clause)
     if "id" not in seen:
         clauses.append(tiebreak.asc())
     return clauses

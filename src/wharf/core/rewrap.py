@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Engine, Table, func, select, update
+from sqlalchemy import Column, Connection, Engine, Table, func, select, update
 
 from wharf.core.keys import Keyring, Sealed
 
@@ -72,3 +72,10 @@ def rewrap(
         ).all():
             report.missing[key_id] = count
     return report
+
+
+def usage(conn: Connection, table: Table, key_column: str) -> Counter[str]:
+    """How many rows of `table` each key id seals."""
+    key: Column[Any] = table.c[key_column]
+    rows = conn.execute(select(key, func.count()).where(key.is_not(None)).group_by(key)).all()
+    return Counter({str(key_id): int(count) for key_id, count in rows})

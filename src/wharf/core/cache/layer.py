@@ -161,6 +161,13 @@ class ResponseCache:
         await self.app(scope, receive, capture)
         if start is None or start["status"] != 200:
             return
+        # A representation that depends on more than the data (the clock, say) says so, and
+        # is not kept: its generation cannot tell when it goes out of date.
+        if any(
+            k.lower() == b"cache-control" and b"no-store" in v.lower()
+            for k, v in start.get("headers", [])
+        ):
+            return
         body = b"".join(chunks)
         if len(body) > MAX_ENTRY_BYTES:
             return

@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 
 from wharf.core.db import utcnow
 from wharf.core.errors import WharfError
-from wharf.core.keys import Keyring
+from wharf.core.keys import KeySource
 from wharf.core.outbound import Outbound, OutboundFailed, OutboundRefused
 from wharf.core.webhooks.models import (
     WebhookAttempt,
@@ -65,13 +65,13 @@ class DeliveryHandler:
         self,
         engine: Engine,
         *,
-        keyring: Keyring,
+        keys: KeySource,
         outbound: Outbound,
         delays: Sequence[float],
         settings_secret: str | None,
     ) -> None:
         self.engine = engine
-        self.keyring = keyring
+        self.keys = keys
         self.outbound = outbound
         self.delays = delays
         self.settings_secret = settings_secret
@@ -98,7 +98,7 @@ class DeliveryHandler:
             try:
                 secrets = signing_secrets(
                     conn,
-                    keyring=self.keyring,
+                    keyring=self.keys.keyring(),
                     endpoint_id=found.id,
                     settings_secret=self.settings_secret,
                 )

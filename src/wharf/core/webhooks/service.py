@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from wharf.core.keys import Keyring, Sealed
 from wharf.core.outbound import Outbound, OutboundRefused
 from wharf.core.pagination import Page
 from wharf.core.responses import dumps
-from wharf.core.rewrap import RewrapReport, rewrap
+from wharf.core.rewrap import RewrapReport, rewrap, usage
 from wharf.core.webhooks.models import (
     API,
     SETTINGS,
@@ -399,3 +400,9 @@ def rewrap_secrets(engine: Engine, keyring: Keyring, *, batch: int = 500) -> Rew
             )
         )
     return report
+
+
+def key_usage(conn: Connection) -> Counter[str]:
+    """How many signing secrets each key-encryption key seals."""
+    table = WebhookEndpoint.__table__
+    return usage(conn, table, "secret_key_id") + usage(conn, table, "previous_key_id")  # type: ignore[arg-type]

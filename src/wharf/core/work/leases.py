@@ -27,12 +27,14 @@ def acquire_lease(conn: Connection, name: str, *, holder: str, ttl: timedelta) -
     if renewed:
         return True
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # RETURNING, not rowcount: psycopg counts a conflicting row that was not inserted.
     inserted = conn.execute(
         dialect.insert(Lease)
         .values(name=name, holder=holder, expires_at=now + ttl)
         .on_conflict_do_nothing(index_elements=["name"])
-    ).rowcount
-    return bool(inserted)
+        .returning(Lease.name)
+    ).first()
+    return inserted is not None
 
 
 def release_lease(conn: Connection, name: str, *, holder: str) -> None:
