@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, text
 from starlette.testclient import TestClient
@@ -259,6 +260,13 @@ def test_a_500_is_retried_and_a_410_fails_the_delivery(
     assert receiver.ids() == [ids[0]] * 3
     again = client.post(f"{API}/webhooks/deliveries/{failed['id']}/retry")
     assert again.status_code == 409  # only a failed one
+    detail = client.get(f"{API}/webhooks/deliveries/{failed['id']}").json()
+    assert [(a["attempt"], a["status_code"]) for a in detail["history"]] == [
+        (1, 500),
+        (2, 410),
+        (1, 200),  # the manual retry started a fresh schedule
+    ]
+    assert all(a["duration_ms"] >= 0 for a in detail["history"])
 
 
 def test_a_schedule_that_runs_out_fails_the_delivery(
@@ -363,3 +371,22 @@ def test_the_settings_endpoint_is_kept_and_read_only(
         drain(Worker(engine, handlers, poll_seconds=0.01, lease_seconds=30))
     [got] = receiver.received
     assert got.verifies(secret)
+
+
+def test_deliveries_are_counted_in_the_metrics(
+    client: TestClient, make_user: UserFactory, receiver: Receiver, worker: Worker
+) -> None:
+    def count(state: str) -> float:
+        labels = {"kind": "webhook.deliver", "state": state}
+        return REGISTRY.get_sample_value("wharf_jobs_total", labels) or 0.0
+
+    endpoint(client, receiver)
+    user_id, token = make_user()
+    receiver.answer(503)
+    done, retried = count("done"), count("pending")
+    toggle(client, user_id, token, certificate(client, user_id, token), True)
+    drain(worker)
+    assert (count("done"), count("pending")) == (done + 1, retried + 1)
+    scraped = client.get("/metrics").text
+    assert 'wharf_jobs_total{kind="webhook.deliver",state="done"}' in scraped
+    assert "wharf_job_duration_seconds_bucket" in scraped

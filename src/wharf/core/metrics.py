@@ -29,6 +29,18 @@ RATE_LIMITED = Counter(
     "Requests refused with 429, by policy.",
     ["policy"],
 )
+JOBS = Counter(
+    "wharf_jobs_total",
+    "Background job runs, by kind and the state they left the job in (done, pending for a "
+    "retry, failed).",
+    ["kind", "state"],
+)
+JOB_DURATION = Histogram(
+    "wharf_job_duration_seconds",
+    "Time one background job run took (a webhook delivery: the receiver's answer), by kind.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 BACKEND_ERRORS = Counter(
     "wharf_backend_errors_total",
     "Failures of an optional backend that Wharf served around (e.g. Redis down), by backend.",

@@ -14,6 +14,7 @@ from wharf.core.pagination import PageOf, PageParams, page_response
 from wharf.core.security import Admin
 from wharf.core.webhooks import service
 from wharf.core.webhooks.schemas import (
+    DeliveryDetail,
     DeliveryList,
     DeliveryRead,
     WebhookCreate,
@@ -125,10 +126,10 @@ async def list_deliveries(
     return page_response(request, [_delivery(request, r) for r in rows], total, q.page)
 
 
-@router.get("/webhooks/deliveries/{delivery_id}", response_model=DeliveryRead)
+@router.get("/webhooks/deliveries/{delivery_id}", response_model=DeliveryDetail)
 async def get_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
-    """One delivery."""
-    row = service.get_delivery(db, delivery_id=delivery_id)
+    """One delivery, with the history of its attempts."""
+    row = service.delivery_with_attempts(db, delivery_id=delivery_id)
     return versioned_response(request, _delivery(request, row))
 
 

@@ -86,3 +86,15 @@ class DeliveryRead(BaseModel):
     next_attempt_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+class AttemptRead(BaseModel):
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryDetail(DeliveryRead):
+    history: list[AttemptRead] = Field(description="Every attempt made, oldest first.")

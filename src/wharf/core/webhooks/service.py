@@ -22,6 +22,7 @@ from wharf.core.rewrap import RewrapReport, rewrap, usage
 from wharf.core.webhooks.models import (
     API,
     SETTINGS,
+    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -363,6 +364,23 @@ def get_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"No webhook delivery {delivery_id}.")
     return _delivery(row)
+
+
+def delivery_with_attempts(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
+    """One delivery, with every attempt made at it (oldest first)."""
+    found = get_delivery(conn, delivery_id=delivery_id)
+    attempts = conn.execute(
+        select(
+            WebhookAttempt.attempt,
+            WebhookAttempt.attempted_at,
+            WebhookAttempt.status_code,
+            WebhookAttempt.error,
+            WebhookAttempt.duration_ms,
+        )
+        .where(WebhookAttempt.delivery_id == delivery_id)
+        .order_by(WebhookAttempt.id)
+    ).mappings()
+    return {**found, "history": [dict(a) for a in attempts]}
 
 
 def retry_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:

@@ -88,6 +88,15 @@ def claim(
         and_(Job.state == RUNNING, Job.lease_expires_at < now),
     )
     with engine.connect() as conn:
+        # An idle worker looks before it locks: a plain read costs readers and writers
+        # nothing, where the claim's write transaction (BEGIN IMMEDIATE on SQLite) would take
+        # the database's write lock on every poll.
+        with conn.begin():
+            due = conn.execute(
+                select(Job.id).where(claimable, Job.kind.in_(list(kinds))).limit(1)
+            ).first()
+        if due is None:
+            return []
         conn.execution_options(wharf_write=True)  # SQLite: BEGIN IMMEDIATE, one claimer at a time
         with conn.begin():
             rows = conn.execute(

@@ -12,6 +12,7 @@ import random
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine
 
 from wharf.core.db import utcnow
+from wharf.core.metrics import JOB_DURATION, JOBS
 from wharf.core.work import jobs
 from wharf.core.work.jobs import ClaimedJob, Outcome
 from wharf.core.work.models import DONE, FAILED, PENDING
@@ -108,11 +110,13 @@ class Worker:
 
     def _run(self, job: ClaimedJob) -> None:
         handler = self.handlers[job.kind]
+        start = time.perf_counter()
         try:
             outcome = handler.run(job)
         except Exception as exc:
             log.exception("job %s (%s) raised", job.id, job.kind)
             outcome = Outcome("retry", error=f"unexpected error: {type(exc).__name__}")
+        JOB_DURATION.labels(job.kind).observe(time.perf_counter() - start)
         state, due_at, error = self._next(handler, job, outcome)
         with self.engine.connect() as conn:
             conn.execution_options(wharf_write=True)
@@ -124,6 +128,7 @@ class Worker:
                     tx.rollback()
                     return
                 handler.record(conn, job, outcome, state)
+        JOBS.labels(job.kind, state).inc()
         log.info(
             "job finished",
             extra={"job_id": job.id, "kind": job.kind, "state": state, "attempt": job.attempts},
