@@ -8,6 +8,7 @@ numbers on these shared machines move from run to run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bench.cert_data import keyring_env
 from bench.hit_overhead import hit_overhead
 from wharf.accounts import service as accounts
 from wharf.cli import SERVER_HTTP, SERVER_LOOP
@@ -31,6 +33,12 @@ from wharf.crm import demo
 
 ROOT = Path(__file__).resolve().parent.parent
 LIST_PATH = "/api/v1/customers?company_id=2&status=active&ordering=-last_name"
+# `--only NAME` runs another suite: that module's `main(argv, command=...)` takes the rest.
+SUITES = {
+    "certificates": "bench.certificates",
+    "keys": "bench.keyring_cost",
+    "notify": "bench.notify_latency",
+}
 
 
 @dataclass
@@ -64,13 +72,13 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def serve(
-    app: str, env: dict[str, str], *, factory: bool = True
+    app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1, cpus: str = "0"
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [
         "taskset",
         "-c",
-        "0",
+        cpus,
         sys.executable,
         "-m",
         "uvicorn",
@@ -80,7 +88,7 @@ def serve(
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--loop",
         SERVER_LOOP,
         "--http",
@@ -151,7 +159,20 @@ def ensure_pg_database(url: str) -> None:
 
 
 def main() -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--only", choices=("crm", *SUITES), default="crm")
+    chosen, rest = pre.parse_known_args()
+    if chosen.only != "crm":
+        suite = importlib.import_module(SUITES[chosen.only])
+        suite.main(rest, command=" ".join(["python -m bench.run", *sys.argv[1:]]))
+        return
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--only",
+        choices=("crm", *SUITES),
+        default="crm",
+        help="crm (default): the customers list; the others run bench/<module>.py's suite",
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
@@ -191,6 +212,8 @@ def main() -> None:
         "WHARF_DATABASE_URL": url,
         "WHARF_LOG_LEVEL": "WARNING",
         "WHARF_RATE_LIMIT_API": "100000000/minute",
+        # The server refuses to start without a key-encryption key (certificates, webhooks).
+        "WHARF_KEY_ENCRYPTION_KEYS": keyring_env(),
     }
 
     # The raw app returns the very bytes Wharf returns for the list, so both move equal data.
@@ -252,6 +275,18 @@ def report(
         f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. `GET {LIST_PATH}`: "
         "a page of 50 with total.",
         "",
+        *results_table(results, raw),
+        "",
+        "In-process, on a warm cache entry (no network or HTTP parsing; bench/hit_overhead.py):",
+        "",
+        *[f"- {name}: {value:.1f}" for name, value in overhead.items()],
+    ]
+    emit(lines, record=args.record)
+
+
+def results_table(results: list[Result], raw: Result) -> list[str]:
+    """The markdown table of wrk results, each as a share of the raw app's req/s."""
+    lines = [
         "| what | req/s | p50 ms | p99 ms | errors | vs raw ASGI |",
         "|---|---|---|---|---|---|",
     ]
@@ -260,15 +295,14 @@ def report(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | "
             f"{r.rps / raw.rps:.1%} |"
         )
-    lines += [
-        "",
-        "In-process, on a warm cache entry (no network or HTTP parsing; bench/hit_overhead.py):",
-        "",
-        *[f"- {name}: {value:.1f}" for name, value in overhead.items()],
-    ]
+    return lines
+
+
+def emit(lines: list[str], *, record: bool) -> None:
+    """Print a results section; with `record`, append it to bench/RESULTS.md."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.record:
+    if record:
         with (ROOT / "bench" / "RESULTS.md").open("a") as fh:
             fh.write("\n" + text)
 

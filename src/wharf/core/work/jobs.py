@@ -14,10 +14,10 @@ from sqlalchemy import Connection, Engine, and_, event, insert, or_, select, upd
 from wharf.core.db import utcnow
 from wharf.core.work.models import DONE, FAILED, PENDING, RUNNING, Job
 
-# Set when a transaction that queued a job commits in this process, so this process's worker
-# starts on it at once instead of at its next poll (other processes find it by polling).
+# Set when a transaction that queued a job has committed in this process, so this process's
+# worker starts on it at once instead of at its next poll (other processes find it by polling).
 WAKE = threading.Event()
-_QUEUED = "wharf_jobs_queued"
+_QUEUED, _COMMITTED = "wharf_jobs_queued", "wharf_jobs_committed"
 
 
 def enqueue(
@@ -43,19 +43,30 @@ def enqueue(
 
 
 def watch_commits(engine: Engine) -> None:
-    """Wake this process's worker when a transaction that queued a job commits."""
+    """Wake this process's worker once a transaction that queued a job has committed.
+
+    SQLAlchemy's `commit` event fires just *before* the database commits, and a worker woken
+    then can look, see nothing yet, and sleep a whole poll. So the commit only marks the
+    connection, and the wake comes when it goes back to the pool, after the commit.
+    """
     if not event.contains(engine, "commit", _on_commit):
         event.listen(engine, "commit", _on_commit)
         event.listen(engine, "rollback", _on_rollback)
+        event.listen(engine.pool, "checkin", _on_checkin)
 
 
 def _on_commit(conn: Connection) -> None:
     if conn.info.pop(_QUEUED, False):
-        WAKE.set()
+        conn.info[_COMMITTED] = True
 
 
 def _on_rollback(conn: Connection) -> None:
     conn.info.pop(_QUEUED, None)
+
+
+def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None and record.info.pop(_COMMITTED, False):
+        WAKE.set()
 
 
 @dataclass(frozen=True)
