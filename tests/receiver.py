@@ -4,6 +4,7 @@ later on the same port, as a real receiver that was restarted."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -44,6 +45,7 @@ class Receiver:
     script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     default: int = 200
     delay: float = 0.0  # seconds to sit on each request before answering (a slow receiver)
+    body: bytes = b"ok"  # what each answer carries
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,9 +80,11 @@ class Receiver:
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "2")
+                self.send_header("content-length", str(len(receiver.body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                # The client may stop reading a long answer, as Wharf does.
+                with contextlib.suppress(OSError):
+                    self.wfile.write(receiver.body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -29,7 +29,7 @@ def _settings(receiver: Receiver) -> dict[str, str]:
         "WHARF_WEBHOOK_RETRY_SCHEDULE": ",".join(["0.3"] * 200),
         "WHARF_JOB_LEASE_SECONDS": "2",  # a killed worker's claims come back after 2 s
         "WHARF_JOB_POLL_SECONDS": "0.1",
-        "WHARF_OUTBOUND_TIMEOUT_SECONDS": "5",
+        "WHARF_OUTBOUND_TIMEOUT_SECONDS": "0.9",  # the lease must outlast a request
     }
 
 

@@ -40,6 +40,14 @@ from wharf.core.work.jobs import watch_commits
 
 LOGIN_PATH = "/api/v1/auth/token"
 TOKENS_PATH = "/api/v1/auth/tokens"
+# POSTs whose response holds a secret shown once (a bearer token, a webhook signing secret):
+# never stored for an Idempotency-Key replay, so the header is refused there.
+SECRET_PATHS = (
+    LOGIN_PATH,
+    TOKENS_PATH,
+    "/api/v1/webhooks",
+    "/api/v1/webhooks/{webhook_id}/rotate-secret",
+)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -53,8 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         check_schema(engine)  # refuse to serve an unmigrated or outdated database
         # Refuse to serve without a key-encryption key (MissingKeys names the command).
         app.state.keys = keys = KeySource(settings)
-        with engine.begin() as conn:
-            sync_settings_endpoint(conn, url=settings.certificate_webhook_url, outbound=outbound)
+        sync_settings_endpoint(engine, url=settings.certificate_webhook_url)
         # Jobs get a small pool of their own: background work never takes a connection a
         # request is waiting for (and the pool metrics keep meaning "requests").
         jobs_engine = create_db_engine(settings.database_url, pool_size=2)
@@ -88,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.outbound = outbound
     handlers.install(app)
     # Declare every problem response, and the headers of the layers in front of routing.
-    openapi.install(app, no_idempotency=frozenset({LOGIN_PATH, TOKENS_PATH}))
+    openapi.install(app, no_idempotency=frozenset(SECRET_PATHS))
     app.include_router(health)
     app.include_router(api)
     exposition.install(app)  # GET /metrics
@@ -99,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
         Idempotency,
         ttl_hours=settings.idempotency_ttl_hours,
         lock_timeout_seconds=settings.idempotency_lock_timeout_seconds,
-        secret_paths=[LOGIN_PATH, TOKENS_PATH],
+        secret_paths=SECRET_PATHS,
     )
     # In front of all of FastAPI, innermost first: a cache hit skips routing and FastAPI's
     # and Starlette's own layers, yet pays the rate limit and is logged and counted.

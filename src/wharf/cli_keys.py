@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import Connection
 
 from wharf.app import job_handlers
-from wharf.certificates import service as certificates
-from wharf.certificates.service import rewrap_keys
 from wharf.core.config import Settings
 from wharf.core.db import engine_for
 from wharf.core.errors import WharfError
 from wharf.core.keys import KeySource, generate_key_file, key_file, remove_key, rotate_key_file
 from wharf.core.outbound import Outbound
-from wharf.core.rewrap import RewrapReport
-from wharf.core.webhooks import service as webhook_service
-from wharf.core.webhooks.service import rewrap_secrets, sync_settings_endpoint
+from wharf.core.rewrap import rewrap_all, usage_all
 from wharf.core.work import Worker
 
 keys = typer.Typer(help="Key-encryption keys for private keys and secrets at rest.")
-
-
-def key_usage(conn: Connection) -> Counter[str]:
-    """How many stored values each key seals, over every domain that seals any."""
-    return certificates.key_usage(conn) + webhook_service.key_usage(conn)
 
 
 webhooks = typer.Typer(help="Webhook deliveries.", no_args_is_help=True)
@@ -40,6 +30,21 @@ def _keys(settings: Settings) -> KeySource:
         raise typer.Exit(1) from exc
 
 
+def _key_file(settings: Settings) -> Path:
+    """The key file these commands change; refused while the variable overrides it, since
+    the server would never read what they wrote."""
+    configured = settings.key_encryption_keys
+    if configured is not None and configured.get_secret_value().strip():
+        typer.secho(
+            "WHARF_KEY_ENCRYPTION_KEYS is set, so the key file is not used. Rotate there: put "
+            "a new `id:base64` first, restart, then run `wharf keys rewrap`.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return key_file(settings)
+
+
 @keys.command("generate")
 def generate(
     if_missing: Annotated[
@@ -47,7 +52,11 @@ def generate(
     ] = False,
 ) -> None:
     """Write a new key file (var/keys, mode 0600) with one fresh key."""
-    path = key_file(Settings())
+    settings = Settings()
+    configured = settings.key_encryption_keys
+    if if_missing and configured is not None and configured.get_secret_value().strip():
+        return  # the keys come from the variable: there is nothing to generate
+    path = _key_file(settings)
     try:
         key_id = generate_key_file(path)
     except FileExistsError as exc:
@@ -62,7 +71,7 @@ def generate(
 def rotate() -> None:
     """Add a new key and make it current; new data is encrypted under it at once. Then run
     `wharf keys rewrap` to move what is stored onto it."""
-    path = key_file(Settings())
+    path = _key_file(Settings())
     if not path.exists():
         typer.secho(f"No key file at {path}; run `wharf keys generate`.", fg="red", err=True)
         raise typer.Exit(1)
@@ -84,10 +93,10 @@ def remove(
     """Drop an old key from the key file, once nothing is sealed under it (`wharf keys
     rewrap` first)."""
     settings = Settings()
-    path = key_file(settings)
+    path = _key_file(settings)
     if not force and key_id != _keys(settings).keyring().current_id:
         with engine_for(settings).connect() as conn:
-            still = key_usage(conn)[key_id]
+            still = usage_all(conn)[key_id]
         if still:
             typer.secho(
                 f"{still} values are still sealed under key {key_id}; run `wharf keys "
@@ -113,11 +122,16 @@ def rewrap(
     settings = Settings()
     keyring = _keys(settings).keyring()
     engine = engine_for(settings)
-    report = RewrapReport()
-    report.add(rewrap_keys(engine, keyring, batch=batch))
-    report.add(rewrap_secrets(engine, keyring, batch=batch))
+    report = rewrap_all(engine, keyring, batch=batch)
     typer.echo(f"Re-encrypted {report.rewrapped} values under key {keyring.current_id}.")
-    if report.missing:
+    for damaged in report.damaged:
+        typer.secho(
+            f"{damaged} does not decrypt under its key (damaged, or copied from another row); "
+            "it was left as it is.",
+            fg="red",
+            err=True,
+        )
+    if report.missing or report.damaged:
         for key_id, count in sorted(report.missing.items()):
             typer.secho(
                 f"{count} values are under key {key_id}, which the keyring lacks: add it back "
@@ -138,8 +152,6 @@ def deliver(
     keys = _keys(settings)
     engine = engine_for(settings)
     outbound = Outbound.from_settings(settings)
-    with engine.begin() as conn:
-        sync_settings_endpoint(conn, url=settings.certificate_webhook_url, outbound=outbound)
     worker = Worker(
         engine,
         job_handlers(settings, engine=engine, keys=keys, outbound=outbound),

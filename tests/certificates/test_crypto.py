@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.certificates.pki import (
@@ -20,6 +21,7 @@ from tests.certificates.pki import (
     make_certificate,
     make_key,
 )
+from wharf.certificates import crypto
 from wharf.certificates.crypto import (
     MAX_BODY_BYTES,
     MAX_KEY_BYTES,
@@ -224,3 +226,27 @@ def test_errors_never_quote_the_key() -> None:
 def test_certificate_aad_names_the_row_and_its_owner() -> None:
     assert certificate_aad(7, 3) == b"wharf:certificate:7:user:3"
     assert certificate_aad(7, 3) != certificate_aad(3, 7)
+
+
+def test_an_rsa_key_over_the_size_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cap is 8192 bits; a lowered one stands in, as an 8200-bit key takes seconds to make.
+    monkeypatch.setattr(crypto, "MAX_RSA_BITS", 1024)
+    with pytest.raises(InvalidInput, match="2048 bits is larger than the 1024"):
+        load_private_key(key_bytes(make_key("rsa"), "pkcs8-der"))
+
+
+def test_an_rsa_key_whose_parts_do_not_fit_is_refused() -> None:
+    key = make_key("rsa")
+    assert isinstance(key, rsa.RSAPrivateKey)
+    good = key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=good.p,
+        q=good.q,
+        d=good.d + 2,  # no longer the inverse of e
+        dmp1=good.dmp1,
+        dmq1=good.dmq1,
+        iqmp=good.iqmp,
+        public_numbers=good.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    with pytest.raises(InvalidInput, match="parts do not fit together"):
+        load_private_key(key_bytes(broken, "pkcs8-der"))

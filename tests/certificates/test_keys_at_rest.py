@@ -32,7 +32,7 @@ from wharf.certificates.service import rewrap_keys
 from wharf.cli import app as cli
 from wharf.core.config import Settings
 from wharf.core.db import create_db_engine
-from wharf.core.keys import DecryptFailed, Keyring, MissingKeys, Sealed, UnknownKey
+from wharf.core.keys import DecryptFailed, Keyring, MissingKeys, Sealed, UnknownKey, key_file
 from wharf.core.security import Principal
 
 runner = CliRunner()
@@ -458,3 +458,15 @@ def test_generate_writes_a_private_key_file_once(key_settings: Settings) -> None
     quiet = ok(invoke("keys", "generate", "--if-missing"))
     assert quiet.output == ""
     assert path.read_bytes() == written  # neither run touched the keys
+
+
+def test_key_file_commands_refuse_while_the_variable_is_in_use(
+    key_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHARF_KEY_ENCRYPTION_KEYS", f"kenv:{b64(bytes(32))}")
+    for command in (["keys", "generate"], ["keys", "rotate"], ["keys", "remove", "kold"]):
+        refused = invoke(*command)
+        assert refused.exit_code == 1
+        assert "WHARF_KEY_ENCRYPTION_KEYS is set" in refused.output
+    assert not key_file(key_settings).exists()
+    ok(invoke("keys", "generate", "--if-missing"))  # `make run` with keys from the variable

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from wharf.core.db import create_db_engine
 from wharf.core.work import ClaimedJob, Outcome, Worker, acquire_lease, enqueue, jobs, release_lease
-from wharf.core.work.models import Job
+from wharf.core.work.models import RUNNING, Job
 
 
 @pytest.fixture
@@ -151,6 +153,148 @@ def test_a_commit_that_queued_a_job_wakes_the_worker(engine: Engine) -> None:
     assert not jobs.WAKE.is_set()  # a transaction that queued nothing
     queue(engine)
     assert jobs.WAKE.is_set()
+
+
+class Gate(Recorder):
+    """Holds the run of the job with payload {"slow": True} until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def run(self, job: ClaimedJob) -> Outcome:
+        if job.payload.get("slow"):
+            self.started.set()
+            # Bounded, so a failing test cannot hang the run on a pool thread.
+            self.release.wait(10)
+        return super().run(job)
+
+
+def queue_payloads(engine: Engine, *payloads: dict[str, Any]) -> list[int]:
+    with engine.begin() as conn:
+        return [enqueue(conn, Recorder.kind, payload) for payload in payloads]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll until `check` holds: the deadline is for a broken worker, a working one is fast."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def running_jobs(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(Job.state == RUNNING)).scalar_one()
+
+
+@pytest.fixture
+def gated(engine: Engine) -> Iterator[tuple[Gate, Worker]]:
+    """A started worker with two slots and a poll far longer than any test: everything it
+    does promptly is driven by wakes (a commit that queued a job, a job ending, stop())."""
+    handler = Gate()
+    worker = Worker(engine, [handler], poll_seconds=60, lease_seconds=30, concurrency=2)
+    worker.start()
+    yield handler, worker
+    handler.release.set()
+    worker.stop()
+    # Every job's thread is done before the next test: none of them sets WAKE under it.
+    worker.pool.shutdown(wait=True)
+
+
+def test_a_slow_job_does_not_hold_up_the_others(engine: Engine, gated: tuple[Gate, Worker]) -> None:
+    handler, _ = gated
+    [slow] = queue_payloads(engine, {"slow": True})
+    assert handler.started.wait(5)
+    quick = queue_payloads(engine, *({"n": i} for i in range(6)))
+    # All six pass through the one other slot while the slow job holds its own.
+    assert eventually(lambda: all(state(engine, i)[0] == "done" for i in quick))
+    assert state(engine, slow)[0] == "running"
+    handler.release.set()
+    assert eventually(lambda: state(engine, slow)[0] == "done")
+
+
+def test_stop_returns_at_once_when_idle(gated: tuple[Gate, Worker]) -> None:
+    _, worker = gated
+    time.sleep(0.05)  # into its wait, with a minute to go
+    start = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - start < 2
+    assert worker.thread is not None
+    assert not worker.thread.is_alive()
+
+
+def test_stop_waits_for_a_job_in_flight(engine: Engine, gated: tuple[Gate, Worker]) -> None:
+    handler, worker = gated
+    [slow] = queue_payloads(engine, {"slow": True})
+    assert handler.started.wait(5)
+    threading.Timer(0.1, handler.release.set).start()
+    start = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - start < 2
+    assert state(engine, slow)[0] == "done"  # it ended, and was recorded, before stop returned
+
+
+def test_stop_gives_up_on_a_stuck_job_which_still_finishes(
+    engine: Engine, gated: tuple[Gate, Worker]
+) -> None:
+    handler, worker = gated
+    [slow] = queue_payloads(engine, {"slow": True})
+    assert handler.started.wait(5)
+    start = time.monotonic()
+    worker.stop(timeout=0.2)
+    assert time.monotonic() - start < 2
+    assert worker.thread is not None
+    assert not worker.thread.is_alive()
+    assert state(engine, slow)[0] == "running"
+    handler.release.set()
+    assert eventually(lambda: state(engine, slow)[0] == "done")
+
+
+def test_a_worker_never_leases_more_jobs_than_it_runs(engine: Engine) -> None:
+    concurrency = 3
+
+    class Counter(Recorder):
+        """Counts the jobs running at once, here and (leased) in the database."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.now = self.peak = self.peak_leased = 0
+
+        def run(self, job: ClaimedJob) -> Outcome:
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            leased = running_jobs(engine)
+            time.sleep(0.01)  # long enough for the others to start beside it
+            with self.lock:
+                self.peak_leased = max(self.peak_leased, leased)
+                self.now -= 1
+            return super().run(job)
+
+    handler = Counter()
+    worker = Worker(engine, [handler], poll_seconds=60, lease_seconds=30, concurrency=concurrency)
+    ids = queue(engine, 15)
+    worker.start()
+    try:
+        peak_seen = 0
+
+        def all_done() -> bool:
+            nonlocal peak_seen
+            peak_seen = max(peak_seen, running_jobs(engine))
+            return all(state(engine, i)[0] == "done" for i in ids)
+
+        assert eventually(all_done)
+    finally:
+        worker.stop()
+        worker.pool.shutdown(wait=True)
+    assert len(handler.ran) == 15
+    assert 1 < handler.peak <= concurrency  # it did run jobs side by side
+    assert handler.peak_leased <= concurrency
+    assert peak_seen <= concurrency
 
 
 def test_a_named_lease_has_one_holder(engine: Engine) -> None:

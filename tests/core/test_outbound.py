@@ -8,6 +8,7 @@ checked, names that must connect are mapped to 127.0.0.1 by an injected resolver
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import re
@@ -27,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from wharf.core.config import Settings
 from wharf.core.outbound import Outbound, OutboundFailed, OutboundRefused
@@ -263,6 +266,15 @@ ELSEWHERE = [
     ("http://[::ffff:10.0.0.1]/", "which carries 10.0.0.1, a private address"),
     ("http://[64:ff9b::a9fe:a9fe]/", "which carries 169.254.169.254, a cloud metadata address"),
     ("http://[2002:c0a8:101::1]/", "which carries 192.168.1.1, a private address"),
+    # Public by ipaddress's reckoning, so refused only because they are named.
+    ("http://168.63.129.16/machine?comp=goalstate", "a cloud metadata address"),  # Azure
+    ("http://2822734096/", "resolves to 168.63.129.16, a cloud metadata address"),
+    ("http://[::ffff:168.63.129.16]/", "which carries 168.63.129.16, a cloud metadata address"),
+    ("http://[64:ff9b::a83f:8110]/", "which carries 168.63.129.16, a cloud metadata address"),
+    ("http://192.0.0.192/opc/v2/instance/", "a cloud metadata address"),  # Oracle Cloud
+    ("http://[::ffff:192.0.0.192]/", "which carries 192.0.0.192, a cloud metadata address"),
+    ("http://[fec0::1]/", "resolves to fec0::1, a site-local address"),
+    ("http://[feff:ffff::1]/", "a site-local address"),
 ]
 
 
@@ -355,12 +367,92 @@ def test_userinfo_is_refused_even_for_an_allowed_host(outbound: Outbound, target
     assert target.seen == []
 
 
-def test_a_host_that_does_not_resolve_is_refused(outbound: Outbound) -> None:
-    with pytest.raises(OutboundRefused, match=r"the host nowhere\.test does not resolve"):
+def _no_resolver(host: str, port: int) -> list[str]:
+    raise OSError("resolver unreachable")
+
+
+def test_a_host_that_does_not_resolve_is_refused_by_check_and_failed_by_request(
+    outbound: Outbound,
+) -> None:
+    # check() runs as a URL is saved (a 422 its owner sees); a delivery must retry instead.
+    said = "https://nowhere.test/: the host nowhere.test does not resolve"
+    with pytest.raises(OutboundRefused) as refused:
         outbound.check("https://nowhere.test/hook")
-    empty = Outbound(resolve=lambda host, port: [])
-    with pytest.raises(OutboundRefused, match="does not resolve"):
-        empty.request("POST", "https://example.test/hook", content=b"{}")
+    assert refused.value.detail == f"{said}."
+    with pytest.raises(OutboundFailed) as failed:
+        outbound.request("POST", "https://nowhere.test/hook", content=b"{}")
+    assert failed.value.reason == f"{said} (a DNS failure; retried)"
+    assert failed.value.__cause__ is None
+    for client in (Outbound(resolve=lambda host, port: []), Outbound(resolve=_no_resolver)):
+        with pytest.raises(OutboundRefused, match="does not resolve"):
+            client.check("https://example.test/hook")
+        with pytest.raises(OutboundFailed, match=r"does not resolve \(a DNS failure; retried\)$"):
+            client.request("POST", "https://example.test/hook", content=b"{}")
+
+
+def test_a_redirect_to_a_host_that_does_not_resolve_fails(
+    outbound: Outbound, target: Server
+) -> None:
+    start = f"http://127.0.0.1:{target.port}/redirect?to=http://nowhere.test/"
+    with pytest.raises(OutboundFailed) as failed:
+        outbound.request("GET", start, max_redirects=1)
+    assert failed.value.reason == (
+        f"http://127.0.0.1:{target.port}/ redirected to http://nowhere.test/: "
+        "the host nowhere.test does not resolve (a DNS failure; retried)"
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "atxn--",  # "xn--" makes httpx2 decode it as IDNA, and a label may not end in "-"
+        "9xn--.example",
+        "-xn--a.example",
+        "%xn--9",
+        "a..b",  # the rest fail getaddrinfo's own IDNA step, before any DNS query
+        "a" * 64 + ".example",
+    ],
+)
+def test_a_malformed_host_is_refused(outbound: Outbound, host: str) -> None:
+    url = f"http://{host}/"
+    with pytest.raises(OutboundRefused, match="is not a valid host name") as checked:
+        outbound.check(url)
+    with pytest.raises(OutboundRefused) as sent:
+        outbound.request("GET", url)
+    assert sent.value.detail == checked.value.detail
+
+
+def _unresolvable(host: str, port: int) -> list[str]:
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.fixture(scope="module")
+def unresolving() -> Outbound:
+    return Outbound(resolve=_unresolvable)  # once: each client loads the system's CAs
+
+
+# Any text, and strings of the pieces that trip URL parsing and IDNA decoding.
+_PIECES = st.sampled_from(["xn--", "\u0301", *"-.a9ß中%[]:@"])
+_HOSTS = st.text() | st.lists(_PIECES | st.text(max_size=2), max_size=10).map("".join)
+
+
+# The loopback guard is function-scoped, but it only records, so sharing it between examples is
+# sound. No database: nothing is written beside the tests.
+@settings(
+    max_examples=200,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@example("atxn--")
+@given(_HOSTS)
+def test_check_raises_nothing_but_refusals(
+    unresolving: Outbound, loopback_only: list[str], host: str
+) -> None:
+    with contextlib.suppress(OutboundRefused):
+        unresolving.check(f"http://{host}/")
+    assert loopback_only == []
 
 
 def test_the_allowed_target_answers(outbound: Outbound, target: Server) -> None:
@@ -525,6 +617,30 @@ def test_a_response_larger_than_max_bytes_fails(
         outbound.request("GET", f"{base}&n=1001", max_bytes=1000)
     with pytest.raises(OutboundFailed, match="response larger than 1048576 bytes"):
         outbound.request("GET", f"{base}&n={2 * 1024 * 1024}")
+
+
+@pytest.mark.parametrize("length", ["1", "0"], ids=["content-length", "until-close"])
+def test_truncate_cuts_a_larger_response_at_max_bytes(
+    outbound: Outbound, target: Server, length: str
+) -> None:
+    base = f"http://127.0.0.1:{target.port}/big?length={length}"
+    cut = outbound.request("GET", f"{base}&n=1001", max_bytes=1000, truncate=True)
+    assert (cut.status, cut.body) == (200, b"x" * 1000)
+    whole = outbound.request("GET", f"{base}&n=999", max_bytes=1000, truncate=True)
+    assert whole.body == b"x" * 999
+    big = outbound.request("GET", f"{base}&n={4 * 1024 * 1024}", truncate=True)
+    assert big.body == b"x" * 1024 * 1024
+
+
+def test_truncate_stops_reading(outbound: Outbound, target: Server) -> None:
+    # /trickle-body's 30 bytes take longer than the deadline: only a client that stops reading
+    # once it has max_bytes gets an answer, and well within it.
+    start = time.monotonic()
+    response = outbound.request(
+        "GET", f"http://127.0.0.1:{target.port}/trickle-body", max_bytes=1, truncate=True
+    )
+    assert (response.status, response.body) == (200, b"y")
+    assert time.monotonic() - start < TIMEOUT
 
 
 @pytest.mark.parametrize("path", ["/slow", "/trickle-body", "/trickle-headers"])

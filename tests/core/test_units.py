@@ -127,10 +127,16 @@ items = Table(
     "items",
     MetaData(),
     Column("id", Integer, primary_key=True),
-    Column("name", String),
-    Column("rank", Integer),
+    Column("name", String, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("expires", Integer, nullable=True),
 )
-COLUMNS: dict[str, Any] = {"id": items.c.id, "name": items.c.name, "rank": items.c.rank}
+COLUMNS: dict[str, Any] = {
+    "id": items.c.id,
+    "name": items.c.name,
+    "rank": items.c.rank,
+    "expires": items.c.expires,
+}
 
 
 def sql(clauses: list[ColumnElement[Any]]) -> list[str]:
@@ -153,6 +159,17 @@ def test_order_by_descending_prefix() -> None:
 
 def test_order_by_explicit_id_is_not_repeated() -> None:
     assert sql(order_by("-id", COLUMNS, tiebreak=items.c.id)) == ["items.id DESC"]
+
+
+def test_order_by_puts_nulls_last_ascending_and_first_descending() -> None:
+    # Null sorts as the largest value on both databases (SQLite alone would put it first).
+    assert sql(order_by("expires", COLUMNS, tiebreak=items.c.id)) == [
+        "items.expires ASC NULLS LAST",
+        "items.id ASC",
+    ]
+    assert sql(order_by("-expires", COLUMNS, tiebreak=items.c.id))[0] == (
+        "items.expires DESC NULLS FIRST"
+    )
     assert sql(order_by("id,name", COLUMNS, tiebreak=items.c.id)) == [
         "items.id ASC",
         "items.name ASC",

@@ -31,7 +31,8 @@ class Certificate(Base):
     # Parsed from a PEM body; null for an opaque one.
     subject: Mapped[str | None] = mapped_column(Text, nullable=True)
     issuer: Mapped[str | None] = mapped_column(Text, nullable=True)
-    serial_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Text: RFC 5280 caps serials at 20 octets, but certificates in the wild exceed it.
+    serial_number: Mapped[str | None] = mapped_column(Text, nullable=True)
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     fingerprint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)

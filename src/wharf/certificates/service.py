@@ -3,7 +3,6 @@ notification."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from wharf.core.errors import NotFound
 from wharf.core.keys import Keyring
 from wharf.core.listing import like_pattern
 from wharf.core.pagination import Page, order_by
-from wharf.core.rewrap import RewrapReport, rewrap, usage
+from wharf.core.rewrap import RewrapReport, declare_sealed, rewrap
 from wharf.core.security import Principal
 
 ACTIVATED, DEACTIVATED = "certificate.activated", "certificate.deactivated"
@@ -56,6 +55,12 @@ ORDERING = {
     "created_at": Certificate.created_at,
     "not_after": Certificate.not_after,
 }
+PRIVATE_KEYS = declare_sealed(
+    Certificate.__table__,
+    "key_id",
+    "private_key_sealed",
+    lambda row: crypto.certificate_aad(row.id, row.user_id),
+)
 # The accounts domain's table, by name only: a cross-domain link is a foreign-key id.
 _users = table("users", column("id"))
 Rows = tuple[list[dict[str, Any]], int]
@@ -70,14 +75,11 @@ def _owner(conn: Connection, viewer: Principal, user_id: int) -> None:
         raise NotFound(f"No user {user_id}.")
 
 
-def _fetch(conn: Connection, user_id: int, certificate_id: int) -> dict[str, Any]:
-    row = (
-        conn.execute(
-            select(*COLUMNS).where(Certificate.id == certificate_id, Certificate.user_id == user_id)
-        )
-        .mappings()
-        .first()
-    )
+def _fetch(
+    conn: Connection, user_id: int, certificate_id: int, *, lock: bool = False
+) -> dict[str, Any]:
+    query = select(*COLUMNS).where(Certificate.id == certificate_id, Certificate.user_id == user_id)
+    row = conn.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:
         raise NotFound(f"No certificate {certificate_id}.")
     return dict(row)
@@ -209,7 +211,10 @@ def set_active(
     """Activate or deactivate; with `notify`, the event is written in this transaction (the
     outbox), so it is sent exactly when the change commits. Setting the state a certificate
     already has changes and queues nothing, so a retry is safe. Returns (row, queued)."""
-    current = get_certificate(conn, viewer=viewer, user_id=user_id, certificate_id=certificate_id)
+    _owner(conn, viewer, user_id)
+    # Locked until commit (PostgreSQL; SQLite's writers queue anyway): two identical requests
+    # at once both see the outcome of the first, not a version conflict.
+    current = _fetch(conn, user_id, certificate_id, lock=True)
     if expected is not None and current["version"] != expected.version:
         raise expected.stale(current["version"], f"Certificate {certificate_id}")
     if current["active"] == active:
@@ -234,17 +239,4 @@ def set_active(
 
 def rewrap_keys(engine: Engine, keyring: Keyring, *, batch: int = 500) -> RewrapReport:
     """Re-encrypt every stored private key under the keyring's current key."""
-    return rewrap(
-        engine,
-        keyring,
-        table=Certificate.__table__,  # type: ignore[arg-type]
-        key_column="key_id",
-        blob_column="private_key_sealed",
-        aad=lambda row: crypto.certificate_aad(row.id, row.user_id),
-        batch=batch,
-    )
-
-
-def key_usage(conn: Connection) -> Counter[str]:
-    """How many private keys each key-encryption key seals."""
-    return usage(conn, Certificate.__table__, "key_id")  # type: ignore[arg-type]
+    return rewrap(engine, keyring, PRIVATE_KEYS, batch=batch)

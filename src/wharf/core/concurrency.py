@@ -92,7 +92,9 @@ def versioned_response(
     headers: dict[str, str] = {}
     if "version" in item:
         headers["ETag"] = version_etag(item["version"])
-        if status == 200 and not_modified(request, headers["ETag"]):
+        # Only a read can be "not modified": a write that succeeded shows its result.
+        read = request.method in ("GET", "HEAD")
+        if status == 200 and read and not_modified(request, headers["ETag"]):
             return Response(status_code=304, headers=headers)
     if location:
         headers["Location"] = item["url"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Literal
 
 import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from standardwebhooks import Webhook
 
 
 class Settings(BaseSettings):
@@ -145,6 +147,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 "certificate_webhook_url needs certificate_webhook_secret (WHARF_CERTIFICATE_"
                 "WEBHOOK_SECRET), a Standard Webhooks secret such as whsec_<base64>"
+            )
+        url = self.certificate_webhook_url
+        if url and not (url.startswith(("http://", "https://")) and len(url.split("/")[2]) > 0):
+            raise ValueError("certificate_webhook_url must be an http:// or https:// URL")
+        if self.certificate_webhook_secret is not None:
+            secret = self.certificate_webhook_secret.get_secret_value()
+            try:
+                Webhook(secret)
+                size = len(base64.b64decode(secret.removeprefix("whsec_") + "=="))
+            except Exception as exc:  # the library raises several kinds for a bad secret
+                raise ValueError(
+                    "certificate_webhook_secret must be a Standard Webhooks secret: whsec_ "
+                    "followed by base64 of at least 24 random bytes"
+                ) from exc
+            if size < 24:
+                raise ValueError("certificate_webhook_secret must hold at least 24 bytes")
+        if self.job_lease_seconds <= self.outbound_timeout_seconds + 1:
+            # A job still running when its lease runs out is run again elsewhere: twice.
+            raise ValueError(
+                "job_lease_seconds must exceed outbound_timeout_seconds by more than 1 s"
             )
         return self
 

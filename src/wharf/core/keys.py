@@ -47,7 +47,7 @@ _TAG_BYTES = 16
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _ENV = "WHARF_KEY_ENCRYPTION_KEYS"
 # b64decode(validate=True) still takes stray padding ("QUJD="); a key must be canonical.
-_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+CANONICAL_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _FILE_HEADER = (
     "# Wharf key-encryption keys: one `id:base64` a line, the first one current.\n"
     "# Keep this file mode 0600 and out of backups of the database it protects.\n"
@@ -296,7 +296,7 @@ def _parse_entries(text: str) -> list[tuple[str, bytes]]:
                 )
             encoded = encoded.strip()
             try:
-                if not _BASE64.fullmatch(encoded):
+                if not CANONICAL_BASE64.fullmatch(encoded):
                     raise ValueError("not canonical base64")
                 key = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):

@@ -7,9 +7,11 @@ redirect it follows) is sent only after three steps:
   connection cannot disagree about the host. Only http(s), no userinfo.
 * Resolve once, judge every address: `getaddrinfo` is also what reads the disguised IPv4 forms
   (2130706433, 0x7f000001, 127.1), so there is no second parser to fool. If any address is not
-  public unicast (loopback, private, link-local, shared, reserved, multicast, cloud metadata, or
-  IPv6 carrying such an IPv4 address: mapped, NAT64, 6to4, Teredo) the URL is refused. Hosts in
-  `allow` skip only this judgement.
+  public unicast (loopback, private, link-local, IPv6 site-local, shared, reserved, multicast,
+  cloud metadata, or IPv6 carrying such an IPv4 address: mapped, NAT64, 6to4, Teredo) the URL is
+  refused. Hosts in `allow` skip only this judgement. A host that does not resolve is refused by
+  `check` (a URL being saved) but fails `request` with OutboundFailed: DNS trouble passes, and a
+  delivery should be retried rather than dropped.
 * Pin: the request goes to the first address literally; the Host header and the TLS server name
   stay the original name, so certificates are still verified, and a DNS answer that changes after
   the check (rebinding) is never asked for.
@@ -45,8 +47,12 @@ from wharf.core.errors import WharfError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
+# Metadata and platform endpoints, named because not all of them are in a non-public range:
+# AWS/GCP/Azure IMDS, AWS IMDS over IPv6, Alibaba, Azure WireServer (a Microsoft-owned public
+# address answering only inside Azure), Oracle Cloud (outside 192.0.0.0/24's is_private).
 _METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16", "192.0.0.192")
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -56,6 +62,8 @@ _KINDS: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
     ("the unspecified address", lambda ip: ip.is_unspecified),
     ("a loopback address", lambda ip: ip.is_loopback),
     ("a link-local address", lambda ip: ip.is_link_local),
+    # fec0::/10, deprecated but still routed on some intranets; ipaddress calls it global.
+    ("a site-local address", lambda ip: isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
     ("a multicast address", lambda ip: ip.is_multicast),
     ("a shared (carrier-grade NAT) address", lambda ip: ip in _SHARED),
     ("a reserved address", lambda ip: ip.is_reserved),
@@ -75,11 +83,18 @@ class OutboundRefused(WharfError):
 
 
 class OutboundFailed(Exception):
-    """The request was allowed but brought no complete response (timeout, refused, TLS, size)."""
+    """The request was allowed but brought no complete response (DNS, timeout, TLS, size...)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Unresolved(Exception):
+    """The host has no address (yet): `check` refuses it, `request` fails, to be retried."""
+
+
+_RETRIED = "(a DNS failure; retried)"
 
 
 @dataclass(frozen=True)
@@ -195,8 +210,15 @@ class Outbound:
         )
 
     def check(self, url: str) -> None:
-        """Refuse (OutboundRefused) what `request` would refuse, without sending anything."""
-        self._target(url)
+        """Refuse (OutboundRefused) what `request` would refuse, without sending anything.
+
+        A host that does not resolve is refused here too, where `request` would fail instead: a
+        URL being saved is checked while its owner is there to see a typo.
+        """
+        try:
+            self._target(url)
+        except _Unresolved as exc:
+            raise OutboundRefused(f"{exc}.") from None
 
     def request(
         self,
@@ -207,20 +229,26 @@ class Outbound:
         content: bytes | None = None,
         max_bytes: int = 1024 * 1024,
         max_redirects: int = 0,
+        truncate: bool = False,
     ) -> OutboundResponse:
         """Send one request; follow up to `max_redirects` redirects, each checked again.
 
-        When the redirects run out, the last 3xx response is returned as it is.
+        When the redirects run out, the last 3xx response is returned as it is. A body over
+        `max_bytes` fails the request, or with `truncate` is cut there and returned: the rest is
+        never read, for callers that only want the status.
         """
         if self._closed:
             raise RuntimeError("this Outbound has been closed")
         deadline = time.monotonic() + self._timeout
         method = method.upper()
         sent = {k.lower(): v for k, v in (headers or {}).items() if k.lower() not in _OURS}
-        target = self._target(url)
+        try:
+            target = self._target(url)
+        except _Unresolved as exc:
+            raise OutboundFailed(f"{exc} {_RETRIED}") from None
         hops = 0
         while True:
-            response = self._send(target, method, sent, content, max_bytes, deadline)
+            response = self._send(target, method, sent, content, max_bytes, truncate, deadline)
             location = response.headers.get("location")
             if response.status not in _REDIRECTS or location is None or hops >= max_redirects:
                 return response
@@ -231,6 +259,8 @@ class Outbound:
                 why = exc.detail if isinstance(exc, OutboundRefused) else f"Not a valid URL: {exc}."
                 detail = f"{target.origin} redirected to a refused URL: {why}"
                 raise OutboundRefused(detail) from None
+            except _Unresolved as exc:
+                raise OutboundFailed(f"{target.origin} redirected to {exc} {_RETRIED}") from None
             if following.origin != target.origin:  # as browsers do: credentials stay with origin
                 sent = {k: v for k, v in sent.items() if k not in _CREDENTIALS}
             to_get = response.status == 303 or (response.status in (301, 302) and method == "POST")
@@ -262,15 +292,24 @@ class Outbound:
         if not 0 < port < 65536:
             raise OutboundRefused(f"{origin}: port {port} does not exist.")
         host = parsed.raw_host.decode("ascii")  # IDNs in their xn-- form, what DNS is asked
+        invalid = f"{origin}: {host} is not a valid host name; check its spelling."
+        try:
+            # httpx2 decodes xn-- labels only here, and raises (idna.IDNAError, a UnicodeError)
+            # for any that is not valid punycode/IDNA, e.g. one ending in "-".
+            display = parsed.host
+        except ValueError:
+            raise OutboundRefused(invalid) from None
         # "As written in the URL": IPv6 in brackets, and an IDN in either of its spellings.
-        written = {f"[{name}]" if ":" in name else name for name in (host, parsed.host)}
+        written = {f"[{name}]" if ":" in name else name for name in (host, display)}
         allowed = not self._allow.isdisjoint(written | {f"{name}:{port}" for name in written})
         try:
             addresses = [ipaddress.ip_address(found) for found in self._resolve(host, port)]
-        except (OSError, UnicodeError, ValueError):
+        except ValueError:  # UnicodeError: getaddrinfo's IDNA step (an empty or 64+ char label)
+            raise OutboundRefused(invalid) from None
+        except OSError:  # socket.gaierror among them
             addresses = []
         if not addresses:
-            raise OutboundRefused(f"{origin}: the host {parsed.host} does not resolve.")
+            raise _Unresolved(f"{origin}: the host {display} does not resolve")
         for address in addresses:
             if not allowed and (why := _why_internal(address)):
                 raise OutboundRefused(
@@ -286,6 +325,7 @@ class Outbound:
         headers: dict[str, str],
         content: bytes | None,
         max_bytes: int,
+        truncate: bool,
         deadline: float,
     ) -> OutboundResponse:
         url = target.url
@@ -322,7 +362,12 @@ class Outbound:
                     for chunk in response.iter_stream():
                         body += chunk
                         if len(body) > max_bytes:
-                            raise OutboundFailed(f"{where}: response larger than {max_bytes} bytes")
+                            if not truncate:
+                                too_big = f"{where}: response larger than {max_bytes} bytes"
+                                raise OutboundFailed(too_big)
+                            # Closing the response unread closes its connection: no draining.
+                            del body[max_bytes:]
+                            break
                 finally:
                     response.close()
         except httpcore2.ConnectTimeout:

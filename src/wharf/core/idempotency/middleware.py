@@ -64,7 +64,11 @@ class Idempotency:
         self.ttl = timedelta(hours=ttl_hours)
         self.lock_timeout = timedelta(seconds=lock_timeout_seconds)
         self.api_prefix = api_prefix
-        self.secret_paths = frozenset(secret_paths)
+        # Path templates (`/api/v1/webhooks/{webhook_id}/rotate-secret`), matched whole.
+        self.secret_paths = re.compile(
+            "|".join(re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(path)) for path in secret_paths)
+            or "(?!)"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -153,7 +157,7 @@ class Idempotency:
             await self._run(scope, replay_receive, send, engine, outcome)
 
     def _refuse(self, path: str, keys: list[bytes]) -> str | None:
-        if path in self.secret_paths:
+        if self.secret_paths.fullmatch(path):
             return (
                 f"Idempotency-Key is not accepted on POST {path}: its response holds a secret "
                 "that Wharf never stores, so it could not be replayed. Send the request "

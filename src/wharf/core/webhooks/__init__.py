@@ -6,6 +6,7 @@ Domains publish events with `publish(conn, type, data)` and declare their event 
 `declare_events`; nothing here knows which domain they come from.
 """
 
-from wharf.core.webhooks.service import declare_events, publish
+from wharf.core.webhooks.outbox import publish
+from wharf.core.webhooks.service import declare_events
 
 __all__ = ["declare_events", "publish"]

@@ -32,7 +32,7 @@ from wharf.core.work import ClaimedJob, Outcome
 from wharf.core.work.models import DONE
 
 MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery for longer than a day
-RESPONSE_LIMIT = 1024 * 1024  # what a receiver's answer may hold; it is read and dropped
+RESPONSE_LIMIT = 64 * 1024  # what is read of a receiver's answer before it is dropped
 USER_AGENT = "Wharf-Webhooks/0.1"
 
 
@@ -94,7 +94,8 @@ class DeliveryHandler:
             if found is None:  # the endpoint was deleted, and its deliveries with it
                 return Outcome("done")
             if not found.active:
-                return Outcome("failed", error="the endpoint is inactive; activate it and retry")
+                # Kept for when it is activated again, along the retry schedule.
+                return Outcome("retry", error="the endpoint is inactive")
             try:
                 secrets = signing_secrets(
                     conn,
@@ -118,7 +119,12 @@ class DeliveryHandler:
         facts: dict[str, Any] = {"attempted_at": now}
         try:
             response = self.outbound.request(
-                "POST", found.url, headers=headers, content=found.body, max_bytes=RESPONSE_LIMIT
+                "POST",
+                found.url,
+                headers=headers,
+                content=found.body,
+                max_bytes=RESPONSE_LIMIT,
+                truncate=True,  # only the status counts: a long answer is not a failure
             )
         except OutboundRefused as exc:
             return Outcome("failed", error=exc.detail, facts=_took(facts, start))

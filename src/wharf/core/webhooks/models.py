@@ -8,10 +8,12 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,6 +24,16 @@ API, SETTINGS = "api", "settings"  # who manages an endpoint
 
 class WebhookEndpoint(Base):
     __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        # At most one endpoint kept from the settings, however many workers start at once.
+        Index(
+            "uq_webhook_endpoints_settings",
+            "source",
+            unique=True,
+            sqlite_where=text("source = 'settings'"),
+            postgresql_where=text("source = 'settings'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text)

@@ -6,17 +6,18 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from wharf.core.concurrency import optional_precondition, precondition, versioned_response
 from wharf.core.db import Db
 from wharf.core.deps import KeyringDep, OutboundDep, SettingsDep, base_url
 from wharf.core.pagination import PageOf, PageParams, page_response
 from wharf.core.security import Admin
-from wharf.core.webhooks import service
+from wharf.core.webhooks import outbox, service
 from wharf.core.webhooks.schemas import (
     DeliveryDetail,
-    DeliveryList,
     DeliveryRead,
+    DeliveryStatus,
     WebhookCreate,
     WebhookCreated,
     WebhookPatch,
@@ -48,7 +49,9 @@ async def create_webhook(
     outbound: OutboundDep,
 ) -> Response:
     """Add a receiver of events. Its signing secret is in this response only."""
-    row = service.create_endpoint(
+    # The URL's host is resolved to be checked: blocking DNS, off the event loop.
+    row = await run_in_threadpool(
+        service.create_endpoint,
         db,
         keyring=keyring,
         outbound=outbound,
@@ -84,8 +87,13 @@ async def patch_webhook(
 ) -> Response:
     """Change url, events, active or description. Needs `If-Match` or `version`."""
     expected = precondition(request, body.version)
-    row = service.change_endpoint(
-        db, outbound=outbound, endpoint_id=webhook_id, values=body.changes(), expected=expected
+    row = await run_in_threadpool(
+        service.change_endpoint,
+        db,
+        outbound=outbound,
+        endpoint_id=webhook_id,
+        values=body.changes(),
+        expected=expected,
     )
     return _endpoint(request, row)
 
@@ -119,17 +127,22 @@ async def rotate_webhook_secret(
 
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=PageOf[DeliveryRead])
 async def list_deliveries(
-    webhook_id: int, request: Request, db: Db, _: Admin, q: Annotated[DeliveryList, Query()]
+    webhook_id: int,
+    request: Request,
+    db: Db,
+    _: Admin,
+    page: PageParams,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
 ) -> Response:
     """The endpoint's deliveries, newest first, with attempts, last answer and next attempt."""
-    rows, total = service.list_deliveries(db, endpoint_id=webhook_id, status=q.status, page=q.page)
-    return page_response(request, [_delivery(request, r) for r in rows], total, q.page)
+    rows, total = outbox.list_deliveries(db, endpoint_id=webhook_id, status=status, page=page)
+    return page_response(request, [_delivery(request, r) for r in rows], total, page)
 
 
 @router.get("/webhooks/deliveries/{delivery_id}", response_model=DeliveryDetail)
 async def get_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
     """One delivery, with the history of its attempts."""
-    row = service.delivery_with_attempts(db, delivery_id=delivery_id)
+    row = outbox.delivery_with_attempts(db, delivery_id=delivery_id)
     return versioned_response(request, _delivery(request, row))
 
 
@@ -137,5 +150,5 @@ async def get_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> 
 async def retry_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
     """Send a failed delivery again (same `webhook-id`, a fresh retry schedule); 409 unless
     it failed."""
-    row = service.retry_delivery(db, delivery_id=delivery_id)
+    row = outbox.retry_delivery(db, delivery_id=delivery_id)
     return versioned_response(request, _delivery(request, row))

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from wharf.core.pagination import ListParams
 from wharf.core.schemas import Patch, Strict
 
 EventType = Annotated[
@@ -69,8 +68,7 @@ class WebhookCreated(WebhookRead):
     )
 
 
-class DeliveryList(ListParams):
-    status: Literal["pending", "delivered", "failed"] | None = None
+DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 class DeliveryRead(BaseModel):
@@ -79,7 +77,7 @@ class DeliveryRead(BaseModel):
     endpoint_id: int
     event_id: str = Field(description="The `webhook-id` header; the same on every retry.")
     event_type: str
-    status: Literal["pending", "delivered", "failed"]
+    status: DeliveryStatus
     attempts: int
     last_status_code: int | None
     last_error: str | None

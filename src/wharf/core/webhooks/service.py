@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from wharf.core import crud
 from wharf.core.concurrency import Precondition
 from wharf.core.db import utcnow
-from wharf.core.errors import Conflict, InvalidInput, NotFound
+from wharf.core.errors import Conflict, InvalidInput
 from wharf.core.keys import Keyring, Sealed
 from wharf.core.outbound import Outbound, OutboundRefused
 from wharf.core.pagination import Page
-from wharf.core.responses import dumps
-from wharf.core.rewrap import RewrapReport, rewrap, usage
+from wharf.core.rewrap import declare_sealed
 from wharf.core.webhooks.models import (
     API,
     SETTINGS,
-    WebhookAttempt,
-    WebhookDelivery,
     WebhookEndpoint,
-    WebhookEvent,
 )
-from wharf.core.work import enqueue
-from wharf.core.work.jobs import requeue
-from wharf.core.work.models import DONE, FAILED, Job
 
 JOB_KIND = "webhook.deliver"
 ALL_EVENTS = "*"
@@ -68,6 +60,11 @@ def new_secret() -> str:
 def secret_aad(endpoint_id: int) -> bytes:
     # Binds a sealed secret to its endpoint: copied onto another row, it does not open.
     return f"wharf:webhook_endpoint:{endpoint_id}".encode()
+
+
+# Both secrets of an endpoint (the current and, during a rotation, the previous) are sealed.
+for _key, _blob in (("secret_key_id", "secret_sealed"), ("previous_key_id", "previous_sealed")):
+    declare_sealed(WebhookEndpoint.__table__, _key, _blob, lambda row: secret_aad(row.id))
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -239,188 +236,54 @@ def signing_secrets(
     return found
 
 
-def sync_settings_endpoint(conn: Connection, *, url: str | None, outbound: Outbound) -> None:
+def sync_settings_endpoint(engine: Engine, *, url: str | None) -> None:
     """Keep the one endpoint the settings define (WHARF_CERTIFICATE_WEBHOOK_URL) as a row, so
     its deliveries are recorded, retried and listed like any other; without the setting it
-    is deactivated (its history stays)."""
-    existing = conn.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.active).where(
-            WebhookEndpoint.source == SETTINGS
-        )
-    ).first()
-    if url is None:
-        if existing is not None and existing.active:
-            crud.change(
-                conn, ENDPOINTS, existing.id, {"active": False}, _any_version(conn, existing.id)
-            )
-        return
-    outbound.check(url)  # a refused URL stops start-up, naming the setting's problem
-    values = {"url": url, "events": ALL_EVENTS, "active": True}
-    if existing is None:
-        crud.create(
-            conn,
-            ENDPOINTS,
-            {**values, "source": SETTINGS, "description": "From WHARF_CERTIFICATE_WEBHOOK_URL"},
-        )
-    elif existing.url != url or not existing.active:
-        crud.change(conn, ENDPOINTS, existing.id, values, _any_version(conn, existing.id))
+    is deactivated (its history stays). Every server worker runs this as it starts: one write
+    transaction each (the row locked on PostgreSQL, the database on SQLite), and a unique
+    index on the settings row, so workers starting together make one row, not two.
+
+    The address is not resolved here: a receiver whose DNS is down must not stop Wharf from
+    starting; each delivery checks it (and retries)."""
+    with engine.connect() as conn:
+        conn.execution_options(wharf_write=True)
+        with conn.begin():
+            existing = conn.execute(
+                select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.active)
+                .where(WebhookEndpoint.source == SETTINGS)
+                .with_for_update()
+            ).first()
+            if url is None:
+                if existing is not None and existing.active:
+                    crud.change(
+                        conn,
+                        ENDPOINTS,
+                        existing.id,
+                        {"active": False},
+                        _any_version(conn, existing.id),
+                    )
+                return
+            values = {"url": url, "events": ALL_EVENTS, "active": True}
+            if existing is not None:
+                if existing.url != url or not existing.active:
+                    crud.change(
+                        conn, ENDPOINTS, existing.id, values, _any_version(conn, existing.id)
+                    )
+                return
+            try:
+                with conn.begin_nested():
+                    crud.create(
+                        conn,
+                        ENDPOINTS,
+                        {
+                            **values,
+                            "source": SETTINGS,
+                            "description": "From WHARF_CERTIFICATE_WEBHOOK_URL",
+                        },
+                    )
+            except Conflict:  # another worker, starting at the same moment, made it
+                pass
 
 
 def _any_version(conn: Connection, endpoint_id: int) -> Precondition:
     return Precondition(crud.fetch(conn, ENDPOINTS, endpoint_id)["version"], from_header=False)
-
-
-def publish(conn: Connection, event_type: str, data: dict[str, Any]) -> int:
-    """Write an event and one delivery per subscribed, active endpoint, in the caller's
-    transaction (the outbox): sent exactly when the change commits. How many were queued."""
-    now = utcnow()
-    body = dumps({"type": event_type, "timestamp": now, "data": data})
-    event_id = conn.execute(
-        insert(WebhookEvent)
-        .values(
-            message_id=f"msg_{secrets.token_hex(12)}", type=event_type, body=body, created_at=now
-        )
-        .returning(WebhookEvent.id)
-    ).scalar_one()
-    endpoints = conn.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events).where(WebhookEndpoint.active.is_(True))
-    ).all()
-    queued = 0
-    for endpoint in endpoints:
-        wanted = endpoint.events.split()
-        if ALL_EVENTS not in wanted and event_type not in wanted:
-            continue
-        # The job finds its delivery by job id (deliveries.job_id is unique).
-        job_id = enqueue(conn, JOB_KIND, {})
-        conn.execute(
-            insert(WebhookDelivery).values(
-                endpoint_id=endpoint.id, event_id=event_id, job_id=job_id, created_at=now
-            )
-        )
-        queued += 1
-    return queued
-
-
-_STATUS = {DONE: "delivered", FAILED: "failed"}  # pending and running both read "pending"
-
-DELIVERY_COLUMNS = (
-    WebhookDelivery.id,
-    WebhookDelivery.endpoint_id,
-    WebhookEvent.message_id.label("event_id"),
-    WebhookEvent.type.label("event_type"),
-    Job.state,
-    Job.attempts,
-    WebhookDelivery.last_status_code,
-    Job.last_error,
-    Job.due_at,
-    WebhookDelivery.created_at,
-    WebhookDelivery.delivered_at,
-)
-
-
-def _delivery(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    state, due = out.pop("state"), out.pop("due_at")
-    out["status"] = _STATUS.get(state, "pending")
-    out["next_attempt_at"] = due if out["status"] == "pending" else None
-    return out
-
-
-def _deliveries() -> Any:
-    return (
-        select(*DELIVERY_COLUMNS)
-        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .join(Job, Job.id == WebhookDelivery.job_id)
-    )
-
-
-def list_deliveries(conn: Connection, *, endpoint_id: int, status: str | None, page: Page) -> Rows:
-    crud.fetch(conn, ENDPOINTS, endpoint_id)  # 404 for an endpoint that does not exist
-    where = [WebhookDelivery.endpoint_id == endpoint_id]
-    if status == "delivered":
-        where.append(Job.state == DONE)
-    elif status == "failed":
-        where.append(Job.state == FAILED)
-    elif status == "pending":
-        where.append(Job.state.not_in([DONE, FAILED]))
-    total = conn.execute(
-        select(func.count())
-        .select_from(WebhookDelivery)
-        .join(Job, Job.id == WebhookDelivery.job_id)
-        .where(*where)
-    ).scalar_one()
-    rows = conn.execute(
-        _deliveries()
-        .where(*where)
-        .order_by(WebhookDelivery.id.desc())
-        .limit(page.limit)
-        .offset(page.offset)
-    ).mappings()
-    return [_delivery(r) for r in rows], total
-
-
-def get_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
-    row = conn.execute(_deliveries().where(WebhookDelivery.id == delivery_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"No webhook delivery {delivery_id}.")
-    return _delivery(row)
-
-
-def delivery_with_attempts(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
-    """One delivery, with every attempt made at it (oldest first)."""
-    found = get_delivery(conn, delivery_id=delivery_id)
-    attempts = conn.execute(
-        select(
-            WebhookAttempt.attempt,
-            WebhookAttempt.attempted_at,
-            WebhookAttempt.status_code,
-            WebhookAttempt.error,
-            WebhookAttempt.duration_ms,
-        )
-        .where(WebhookAttempt.delivery_id == delivery_id)
-        .order_by(WebhookAttempt.id)
-    ).mappings()
-    return {**found, "history": [dict(a) for a in attempts]}
-
-
-def retry_delivery(conn: Connection, *, delivery_id: int) -> dict[str, Any]:
-    """Send a failed delivery again, with a fresh retry schedule and the same webhook-id."""
-    current = get_delivery(conn, delivery_id=delivery_id)
-    if current["status"] != "failed":
-        raise Conflict(
-            f"Webhook delivery {delivery_id} is {current['status']}; only a failed one can be "
-            "retried."
-        )
-    job_id = conn.execute(
-        select(WebhookDelivery.job_id).where(WebhookDelivery.id == delivery_id)
-    ).scalar_one()
-    requeue(conn, job_id)
-    return get_delivery(conn, delivery_id=delivery_id)
-
-
-def rewrap_secrets(engine: Engine, keyring: Keyring, *, batch: int = 500) -> RewrapReport:
-    """Re-encrypt every endpoint's signing secrets (current and previous) under the current
-    key."""
-    report = RewrapReport()
-    for key_column, blob_column in (
-        ("secret_key_id", "secret_sealed"),
-        ("previous_key_id", "previous_sealed"),
-    ):
-        report.add(
-            rewrap(
-                engine,
-                keyring,
-                table=WebhookEndpoint.__table__,  # type: ignore[arg-type]
-                key_column=key_column,
-                blob_column=blob_column,
-                aad=lambda row: secret_aad(row.id),
-                batch=batch,
-            )
-        )
-    return report
-
-
-def key_usage(conn: Connection) -> Counter[str]:
-    """How many signing secrets each key-encryption key seals."""
-    table = WebhookEndpoint.__table__
-    return usage(conn, table, "secret_key_id") + usage(conn, table, "previous_key_id")  # type: ignore[arg-type]

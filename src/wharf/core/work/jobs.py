@@ -56,12 +56,15 @@ def watch_commits(engine: Engine) -> None:
 
 
 def _on_commit(conn: Connection) -> None:
-    if conn.info.pop(_QUEUED, False):
+    if not conn.invalidated and conn.info.pop(_QUEUED, False):
         conn.info[_COMMITTED] = True
 
 
 def _on_rollback(conn: Connection) -> None:
-    conn.info.pop(_QUEUED, None)
+    # A connection the database dropped has no `info` to reach (SQLAlchemy would try to
+    # reconnect inside the rollback); its pool record, and so the mark, is discarded anyway.
+    if not conn.invalidated:
+        conn.info.pop(_QUEUED, None)
 
 
 def _on_checkin(_dbapi_connection: Any, record: Any) -> None:

@@ -2,10 +2,13 @@
 
 It runs as one thread inside each `wharf serve` worker process (and standalone from the
 CLI); the work a handler does is I/O (HTTP), so a few jobs run at once on a small pool.
+Each slot of the pool is refilled as soon as its job ends, so one slow receiver holds one
+slot, never the others' jobs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -14,7 +17,8 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -69,44 +73,98 @@ class Worker:
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="wharf-job")
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        # The jobs `run_forever` has in flight: it claims only as many as there are free
+        # slots, so this worker never holds a lease on a job it is not running (a claimed job
+        # left waiting for a slot could see its lease run out and be run twice). Changed by
+        # the loop and by pool threads as jobs end, hence the lock.
+        self.running: set[Future[None]] = set()
+        self.lock = threading.Lock()
         jobs.watch_commits(engine)
 
     def run_once(self) -> int:
-        """Claim what is due now and run it; how many jobs ran."""
+        """Claim what is due now and run it; how many jobs ran.
+
+        A one-shot (tests, `wharf webhooks deliver --once`): it waits for the whole batch,
+        which is what its callers want. Not to be mixed with `run_forever` on one worker.
+        """
         if not self.handlers:
             return 0
-        claimed = jobs.claim(
-            self.engine,
-            kinds=self.handlers.keys(),
-            owner=self.owner,
-            lease=self.lease,
-            limit=self.concurrency,
-        )
+        claimed = self._claim(self.concurrency)
         for _ in self.pool.map(self._run, claimed):
             pass
         return len(claimed)
 
     def run_forever(self) -> None:
+        """Keep up to `concurrency` jobs in flight until `stop()`."""
         while not self.stopping.is_set():
-            try:
-                ran = self.run_once()
-            except Exception:  # the database is away: keep trying, never die
-                log.exception("job worker could not claim jobs")
-                ran = 0
-            if not ran:
-                jobs.WAKE.wait(self.poll)
-                jobs.WAKE.clear()
+            # Cleared before looking: a wake (a commit that queued a job, a job ending,
+            # `stop()`) that comes while we look then makes the wait below return at once;
+            # cleared between the look and the wait, it would be lost for a whole poll.
+            jobs.WAKE.clear()
+            with self.lock:
+                free = self.concurrency - len(self.running)
+            if free > 0 and self.handlers:
+                try:
+                    claimed = self._claim(free)
+                except Exception:  # the database is away: keep trying, never die
+                    log.exception("job worker could not claim jobs")
+                    claimed = []
+                try:
+                    for job in claimed:
+                        self._submit(job)
+                except RuntimeError:
+                    # The pool is shut down: `stop()` gave up waiting for this claim. The
+                    # leases of what it took run out, and another worker takes the jobs.
+                    return
+            # Nothing more to do until a job is queued, a slot frees up, or the poll comes
+            # round (for jobs due later, and ones queued by other processes).
+            jobs.WAKE.wait(self.poll)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self.run_forever, name="wharf-jobs", daemon=True)
         self.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming at once, and give the jobs in flight until `timeout` to end.
+
+        One still running then is left to its thread: its result is recorded if it ends
+        while the process lives, and if the process ends first its lease runs out and
+        another worker takes the job over.
+        """
+        deadline = time.monotonic() + timeout
         self.stopping.set()
         jobs.WAKE.set()
         if self.thread is not None:
             self.thread.join(timeout)
+        with self.lock:
+            running = list(self.running)
+        futures.wait(running, timeout=max(0.0, deadline - time.monotonic()))
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _claim(self, limit: int) -> list[ClaimedJob]:
+        return jobs.claim(
+            self.engine, kinds=self.handlers.keys(), owner=self.owner, lease=self.lease, limit=limit
+        )
+
+    def _submit(self, job: ClaimedJob) -> None:
+        future = self.pool.submit(self._run, job)
+        # Added before the callback is attached: a job that has already ended runs the
+        # callback at once, and it must find the job here to take it out.
+        with self.lock:
+            self.running.add(future)
+        future.add_done_callback(functools.partial(self._ended, job))
+
+    def _ended(self, job: ClaimedJob, future: Future[None]) -> None:
+        """A job's slot is free (called on the pool thread as `_run` returns)."""
+        with self.lock:
+            self.running.discard(future)
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            # `_run` turns a handler's errors into outcomes; this is the database failing
+            # as it recorded one. The job stays leased, and is run again when the lease ends.
+            log.error("job %s (%s) could not be recorded", job.id, job.kind, exc_info=exc)
+        # Wake the loop to fill the slot. WAKE is per process, so any other worker in this
+        # process looks too, which costs it one plain read.
+        jobs.WAKE.set()
 
     def _run(self, job: ClaimedJob) -> None:
         handler = self.handlers[job.kind]

@@ -64,6 +64,14 @@ def upgrade() -> None:
         sa.Column("updated_at", TZ, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
     )
+    op.create_index(
+        "uq_webhook_endpoints_settings",
+        "webhook_endpoints",
+        ["source"],
+        unique=True,
+        sqlite_where=sa.text("source = 'settings'"),
+        postgresql_where=sa.text("source = 'settings'"),
+    )
     op.create_table(
         "webhook_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -134,7 +142,7 @@ def upgrade() -> None:
         sa.Column("private_key_sealed", sa.LargeBinary(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=True),
         sa.Column("issuer", sa.Text(), nullable=True),
-        sa.Column("serial_number", sa.String(length=64), nullable=True),
+        sa.Column("serial_number", sa.Text(), nullable=True),
         sa.Column("not_before", TZ, nullable=True),
         sa.Column("not_after", TZ, nullable=True),
         sa.Column("fingerprint_sha256", sa.String(length=64), nullable=True),
