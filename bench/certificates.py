@@ -31,9 +31,9 @@ from bench.run import (
     wait_ready,
 )
 from wharf.cli import SERVER_HTTP, SERVER_LOOP
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.migrate import upgrade
 from wharf.core.keys import Keyring
-from wharf.core.migrate import upgrade
 
 CERTIFICATES, INACTIVE_EVERY = 250, 5  # 200 active
 

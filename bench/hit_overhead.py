@@ -13,8 +13,8 @@ from typing import Any
 
 from wharf.accounts.service import resolve_token
 from wharf.app import CACHE_GROUPS, create_app
-from wharf.core.cache import MemoryBackend, ResponseCache
 from wharf.core.config import Settings
+from wharf.core.protect.cache import MemoryBackend, ResponseCache
 from wharf.core.security import token_hash
 
 ROUNDS = 3000

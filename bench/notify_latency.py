@@ -45,9 +45,9 @@ from standardwebhooks import Webhook
 from bench.cert_data import Account, account, keyring_env, seed_certificates
 from bench.run import emit, ensure_pg_database, free_port, serve, wait_ready
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.migrate import upgrade
 from wharf.core.keys import Keyring
-from wharf.core.migrate import upgrade
 from wharf.core.outbound import Outbound
 from wharf.core.webhooks import service as webhooks
 from wharf.core.webhooks.models import WebhookEndpoint

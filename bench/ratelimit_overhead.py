@@ -15,7 +15,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wharf.core.config import Settings
-from wharf.core.ratelimit import RateLimit
+from wharf.core.protect.ratelimit import RateLimit
 
 TOKEN = b"wharf_" + b"x" * 43
 SCOPE: Scope = {

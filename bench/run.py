@@ -27,8 +27,8 @@ from bench.cert_data import keyring_env
 from bench.hit_overhead import hit_overhead
 from wharf.accounts import service as accounts
 from wharf.cli import SERVER_HTTP, SERVER_LOOP
-from wharf.core.db import create_db_engine
-from wharf.core.migrate import upgrade
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.migrate import upgrade
 from wharf.crm import demo
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ from starlette.testclient import TestClient
 from wharf.accounts import service as accounts
 from wharf.app import create_app
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
-from wharf.core.generations import TABLE as GENERATIONS
-from wharf.core.migrate import upgrade
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.generations import TABLE as GENERATIONS
+from wharf.core.data.migrate import upgrade
 from wharf.core.security import ROLE_SCOPES
 from wharf.models import Base
 

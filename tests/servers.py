@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import TEST_KEYS
 from wharf.accounts import service as accounts
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 from wharf.core.security import ROLE_SCOPES
 from wharf.crm import service as crm
 

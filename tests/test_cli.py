@@ -18,7 +18,7 @@ from wharf.accounts.models import User
 from wharf.app import create_app
 from wharf.cli import app
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 from wharf.crm.models import Company, Customer
 
 runner = CliRunner()

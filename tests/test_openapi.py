@@ -37,7 +37,7 @@ from tests.ownership import api_document
 from wharf.accounts import service as accounts
 from wharf.accounts.models import User
 from wharf.app import SECRET_PATHS
-from wharf.core import generations
+from wharf.core.data import generations
 from wharf.core.security import ROLE_SCOPES, token_hash
 from wharf.models import Base
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from tests.certificates.pki import encode_key, make_certificate
 from tests.receiver import Receiver
 from tests.servers import free_port, seed, serve
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 
 EVENTS = 12
 DEADLINE = 60.0

@@ -13,8 +13,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wharf.accounts.service import resolve_token
 from wharf.api import api
-from wharf.core import exposition, handlers, observability, openapi
-from wharf.core.cache import (
+from wharf.core.config import Settings
+from wharf.core.data.db import create_db_engine, engine_for
+from wharf.core.data.migrate import check_schema
+from wharf.core.http import exposition, handlers, observability, openapi
+from wharf.core.http.health import router as health
+from wharf.core.http.middleware import HttpContract
+from wharf.core.http.responses import JSONBytes
+from wharf.core.keys import KeySource
+from wharf.core.logging import configure_logging
+from wharf.core.outbound import Outbound
+from wharf.core.protect.cache import (
     Backend,
     Group,
     MemoryBackend,
@@ -22,17 +31,8 @@ from wharf.core.cache import (
     ResponseCache,
     TieredBackend,
 )
-from wharf.core.config import Settings
-from wharf.core.db import create_db_engine, engine_for
-from wharf.core.health import router as health
-from wharf.core.idempotency import Idempotency
-from wharf.core.keys import KeySource
-from wharf.core.logging import configure_logging
-from wharf.core.middleware import HttpContract
-from wharf.core.migrate import check_schema
-from wharf.core.outbound import Outbound
-from wharf.core.ratelimit import RateLimit
-from wharf.core.responses import JSONBytes
+from wharf.core.protect.idempotency import Idempotency
+from wharf.core.protect.ratelimit import RateLimit
 from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
 from wharf.core.work import Handler, Worker

@@ -19,13 +19,13 @@ from wharf.accounts.models import User
 from wharf.certificates import demo as certificates_demo
 from wharf.cli_keys import keys, webhooks
 from wharf.core.config import Settings
-from wharf.core.db import engine_for
+from wharf.core.data.db import engine_for
+from wharf.core.data.migrate import check_schema, upgrade
 from wharf.core.errors import WharfError
-from wharf.core.exposition import multiprocess_metrics
-from wharf.core.idempotency import purge_expired
+from wharf.core.http.exposition import multiprocess_metrics
 from wharf.core.keys import Keyring
 from wharf.core.logging import server_log_config
-from wharf.core.migrate import check_schema, upgrade
+from wharf.core.protect.idempotency import purge_expired
 from wharf.crm import demo as crm_demo
 
 app = typer.Typer(help="Wharf: five business data APIs from one core.", no_args_is_help=True)

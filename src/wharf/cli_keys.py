@@ -9,7 +9,7 @@ import typer
 
 from wharf.app import job_handlers
 from wharf.core.config import Settings
-from wharf.core.db import engine_for
+from wharf.core.data.db import engine_for
 from wharf.core.errors import WharfError
 from wharf.core.keys import KeySource, generate_key_file, key_file, remove_key, rotate_key_file
 from wharf.core.outbound import Outbound

@@ -2,9 +2,9 @@
 
 from wharf.accounts.models import ApiToken, User
 from wharf.certificates.models import Certificate
-from wharf.core.db import Base
-from wharf.core.generations import Generation
-from wharf.core.models_idempotency import IdempotencyKey
+from wharf.core.data.db import Base
+from wharf.core.data.generations import Generation
+from wharf.core.protect.idempotency.models import IdempotencyKey
 from wharf.core.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from tests.conftest import UserFactory, auth
 from wharf.accounts import service as accounts
 from wharf.accounts.models import ApiToken
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 
 LOGIN = "/api/v1/auth/token"
 COMPANIES = "/api/v1/companies"

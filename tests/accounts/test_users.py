@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from tests.conftest import UserFactory, auth
 from wharf.accounts import service as accounts
 from wharf.accounts.models import ApiToken, User
-from wharf.core.concurrency import Precondition
 from wharf.core.errors import Conflict
+from wharf.core.http.concurrency import Precondition
 from wharf.core.security import ROLE_SCOPES, Principal
 
 USERS = "/api/v1/users"

@@ -31,7 +31,7 @@ from wharf.certificates.models import Certificate
 from wharf.certificates.service import rewrap_keys
 from wharf.cli import app as cli
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 from wharf.core.keys import DecryptFailed, Keyring, MissingKeys, Sealed, UnknownKey, key_file
 from wharf.core.security import Principal
 

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory, auth
 from wharf.app import create_app
-from wharf.core.cache import ResponseCache
 from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
+from wharf.core.protect.cache import ResponseCache
 
 LIST = "/api/v1/customers?company_id=1&ordering=-last_name"
 

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from tests.conftest import UserFactory
 from wharf.app import create_app
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 
 
 def _drop_every_connection(database_url: str) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from wharf.core.db import create_db_engine
-from wharf.core.generations import GenerationReader, WalWatch
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.generations import GenerationReader, WalWatch
 
 BUMP = "UPDATE cache_generations SET n = n + 1 WHERE name = 'crm'"
 
@@ -29,7 +29,7 @@ def db(database_url: str) -> Iterator[Engine]:
 def bump_elsewhere(database_url: str) -> None:
     """A commit from another process, as another worker or the CLI would make it."""
     code = (
-        "import sys; from sqlalchemy import text; from wharf.core.db import create_db_engine\n"
+        "import sys; from sqlalchemy import text; from wharf.core.data.db import create_db_engine\n"
         "engine = create_db_engine(sys.argv[1])\n"
         f"with engine.begin() as conn: conn.execute(text({BUMP!r}))\n"
     )

@@ -27,9 +27,9 @@ from wharf.accounts import service as accounts
 from wharf.app import create_app
 from wharf.cli import app as cli
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine, utcnow
-from wharf.core.idempotency import fingerprint, purge_expired
-from wharf.core.models_idempotency import IdempotencyKey
+from wharf.core.data.db import create_db_engine, utcnow
+from wharf.core.protect.idempotency import fingerprint, purge_expired
+from wharf.core.protect.idempotency.models import IdempotencyKey
 from wharf.core.security import ROLE_SCOPES
 from wharf.crm.models import Company, Note
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, func, select, update
 
-from wharf.core.db import create_db_engine
+from wharf.core.data.db import create_db_engine
 from wharf.core.work import ClaimedJob, Outcome, Worker, acquire_lease, enqueue, jobs, release_lease
 from wharf.core.work.models import RUNNING, Job
 

@@ -24,13 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.conftest import UserFactory, auth
 from tests.servers import serve
 from wharf.app import create_app
-from wharf.core import exposition, observability
 from wharf.core.config import Settings
-from wharf.core.db import create_db_engine
-from wharf.core.exposition import MULTIPROC_ENV, multiprocess_metrics
+from wharf.core.data.db import create_db_engine
+from wharf.core.http import exposition, observability
+from wharf.core.http.exposition import MULTIPROC_ENV, multiprocess_metrics
+from wharf.core.http.observability import UNMATCHED
 from wharf.core.logging import JsonFormatter
 from wharf.core.metrics import DB_POOL_CHECKED_OUT, DB_POOL_SIZE
-from wharf.core.observability import UNMATCHED
 
 COMPANIES = "/api/v1/companies"
 LOGIN = "/api/v1/auth/token"

@@ -24,7 +24,14 @@ from tests.conftest import REQUIRE_SERVICES, UserFactory, auth
 from tests.core.test_contract import assert_problem
 from wharf.app import create_app
 from wharf.core.config import Settings
-from wharf.core.ratelimit import MemoryStore, Policy, RateLimit, parse_policies, stores, verdict
+from wharf.core.protect.ratelimit import (
+    MemoryStore,
+    Policy,
+    RateLimit,
+    parse_policies,
+    stores,
+    verdict,
+)
 from wharf.core.security import new_token, token_hash
 
 COMPANIES = "/api/v1/companies"

@@ -9,14 +9,8 @@ from sqlalchemy import Column, ColumnElement, Integer, MetaData, String, Table
 from sqlalchemy.dialects import sqlite
 from starlette.requests import Request
 
-from wharf.core.concurrency import (
-    Precondition,
-    body_etag,
-    not_modified,
-    precondition,
-    version_etag,
-)
-from wharf.core.db import sqlalchemy_url
+from wharf.core.data.db import sqlalchemy_url
+from wharf.core.data.pagination import order_by
 from wharf.core.errors import (
     BadRequest,
     Conflict,
@@ -24,8 +18,14 @@ from wharf.core.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
-from wharf.core.middleware import _accepts_json
-from wharf.core.pagination import order_by
+from wharf.core.http.concurrency import (
+    Precondition,
+    body_etag,
+    not_modified,
+    precondition,
+    version_etag,
+)
+from wharf.core.http.middleware import _accepts_json
 from wharf.core.security import hash_password, verify_password
 
 

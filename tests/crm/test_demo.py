@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 from starlette.testclient import TestClient
 
-from wharf.core.db import create_db_engine
-from wharf.core.migrate import upgrade
+from wharf.core.data.db import create_db_engine
+from wharf.core.data.migrate import upgrade
 from wharf.crm import demo, service
 from wharf.crm.models import CUSTOMER_STATUSES, Company, Customer, Note
 

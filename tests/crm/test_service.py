@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from wharf.core.concurrency import Precondition
+from wharf.core.data.pagination import Page
 from wharf.core.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from wharf.core.pagination import Page
+from wharf.core.http.concurrency import Precondition
 from wharf.crm import service
 from wharf.crm.models import Note
 from wharf.crm.service import CustomerFilter

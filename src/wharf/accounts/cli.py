@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from wharf.accounts import service
 from wharf.accounts.models import User
 from wharf.core.config import Settings
-from wharf.core.db import engine_for
+from wharf.core.data.db import engine_for
 from wharf.core.errors import WharfError
 from wharf.core.security import ROLE_SCOPES
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from wharf.core.db import Base
+from wharf.core.data.db import Base
 
 
 class User(Base):

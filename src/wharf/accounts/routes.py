@@ -18,12 +18,12 @@ from wharf.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from wharf.core.concurrency import optional_precondition, precondition, versioned_response
-from wharf.core.db import Db
+from wharf.core.data.db import Db
+from wharf.core.data.pagination import PageOf, PageParams, page_response
 from wharf.core.deps import SettingsDep, base_url
-from wharf.core.pagination import PageOf, PageParams, page_response
-from wharf.core.responses import JSONBytes
-from wharf.core.schemas import MAX_INT, MIN_INT
+from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
+from wharf.core.http.responses import JSONBytes
+from wharf.core.http.schemas import MAX_INT, MIN_INT
 from wharf.core.security import Admin, Reader, Writer
 
 router = APIRouter()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from wharf.core.schemas import BLANKS, Patch, Strict
+from wharf.core.http.schemas import BLANKS, Patch, Strict
 
 Scope = Literal["read", "write", "admin"]
 Role = Literal["admin", "user"]

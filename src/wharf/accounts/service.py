@@ -10,8 +10,8 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from wharf.accounts.models import ApiToken, User
-from wharf.core.concurrency import Precondition
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
+from wharf.core.data.pagination import Page
 from wharf.core.errors import (
     BadRequest,
     Conflict,
@@ -20,7 +20,7 @@ from wharf.core.errors import (
     NotFound,
     Unauthorized,
 )
-from wharf.core.pagination import Page
+from wharf.core.http.concurrency import Precondition
 from wharf.core.security import (
     ROLE_SCOPES,
     Principal,

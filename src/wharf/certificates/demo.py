@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from wharf.certificates import service
 from wharf.certificates.models import Certificate
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.core.keys import Keyring
 from wharf.core.security import Principal
 

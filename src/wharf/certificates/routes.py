@@ -13,10 +13,10 @@ from wharf.certificates.schemas import (
     CertificateList,
     CertificateRead,
 )
-from wharf.core.concurrency import optional_precondition, versioned_response
-from wharf.core.db import Db
+from wharf.core.data.db import Db
+from wharf.core.data.pagination import PageOf, page_response
 from wharf.core.deps import KeyringDep, base_url
-from wharf.core.pagination import PageOf, page_response
+from wharf.core.http.concurrency import optional_precondition, versioned_response
 from wharf.core.security import Reader, Writer
 
 router = APIRouter(tags=["certificates"])

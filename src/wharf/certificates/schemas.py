@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from wharf.core.pagination import ListParams, ordering_field
-from wharf.core.schemas import BLANKS, Strict
+from wharf.core.data.pagination import ListParams, ordering_field
+from wharf.core.http.schemas import BLANKS, Strict
 
 ORDERING = ("id", "created_at", "not_after")
 # What certificates.crypto accepts, stated for clients (and the fuzzer): canonical base64,

@@ -22,12 +22,12 @@ from sqlalchemy import (
 from wharf.certificates import crypto
 from wharf.certificates.models import Certificate
 from wharf.core import webhooks
-from wharf.core.concurrency import Precondition
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
+from wharf.core.data.listing import like_pattern
+from wharf.core.data.pagination import Page, order_by
 from wharf.core.errors import NotFound
+from wharf.core.http.concurrency import Precondition
 from wharf.core.keys import Keyring
-from wharf.core.listing import like_pattern
-from wharf.core.pagination import Page, order_by
 from wharf.core.rewrap import RewrapReport, declare_sealed, rewrap
 from wharf.core.security import Principal
 

@@ -1,7 +1,7 @@
 """Prometheus metrics: one registry of every metric Wharf exports at /metrics.
 
 Defined in one place so each layer (requests, cache, rate limits, database) records into the
-same names; `wharf.core.exposition` serves them.
+same names; `wharf.core.http.exposition` serves them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from fastapi import Request, Security
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from sqlalchemy import Connection
 
-from wharf.core.db import Db
+from wharf.core.data.db import Db
 from wharf.core.errors import Forbidden, Unauthorized
 
 SCOPES = {

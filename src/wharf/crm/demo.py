@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.crm.models import CUSTOMER_STATUSES, Company, Customer, Note
 
 COMPANIES = ["Acme Corp", "Globex", "Initech", "Umbrella", "Stark Industries"]

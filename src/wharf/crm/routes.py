@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from wharf.core.concurrency import optional_precondition, precondition, versioned_response
-from wharf.core.crud import Resource
-from wharf.core.db import Db
+from wharf.core.data.crud import Resource
+from wharf.core.data.db import Db
+from wharf.core.data.pagination import Page, PageOf, page_response
 from wharf.core.deps import base_url
-from wharf.core.pagination import Page, PageOf, page_response
+from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
 from wharf.core.security import Reader, Writer
 from wharf.crm import service
 from wharf.crm.schemas import (

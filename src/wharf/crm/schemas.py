@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from wharf.core.pagination import ListParams, ordering_field
-from wharf.core.schemas import MAX_INT, MIN_INT, Patch, Strict, Versioned
+from wharf.core.data.pagination import ListParams, ordering_field
+from wharf.core.http.schemas import MAX_INT, MIN_INT, Patch, Strict, Versioned
 
 Status = Literal["prospective", "active", "inactive"]
 CompanyName = Annotated[str, Field(min_length=1, max_length=200)]

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from wharf.core import crud, listing
-from wharf.core.concurrency import Precondition
+from wharf.core.data import crud, listing
+from wharf.core.data.pagination import Page
 from wharf.core.errors import Conflict, InvalidInput
-from wharf.core.pagination import Page
+from wharf.core.http.concurrency import Precondition
 from wharf.crm.models import Company, Customer, Note
 
 COMPANIES = crud.Resource(

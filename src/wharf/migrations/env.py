@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the engine `wharf.core.migrate` hands it."""
+"""Alembic environment: runs on the engine `wharf.core.data.migrate` hands it."""
 
 from alembic import context
 from sqlalchemy import Engine

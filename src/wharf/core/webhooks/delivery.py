@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from standardwebhooks import Webhook
 
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.core.errors import WharfError
 from wharf.core.keys import KeySource
 from wharf.core.outbound import Outbound, OutboundFailed, OutboundRefused

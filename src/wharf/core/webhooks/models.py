@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from wharf.core.db import Base
+from wharf.core.data.db import Base
 
 API, SETTINGS = "api", "settings"  # who manages an endpoint
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from wharf.core import crud
-from wharf.core.db import utcnow
+from wharf.core.data import crud
+from wharf.core.data.db import utcnow
+from wharf.core.data.pagination import Page
 from wharf.core.errors import Conflict, NotFound
-from wharf.core.pagination import Page
-from wharf.core.responses import dumps
+from wharf.core.http.responses import dumps
 from wharf.core.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from wharf.core.concurrency import optional_precondition, precondition, versioned_response
-from wharf.core.db import Db
+from wharf.core.data.db import Db
+from wharf.core.data.pagination import PageOf, PageParams, page_response
 from wharf.core.deps import KeyringDep, OutboundDep, SettingsDep, base_url
-from wharf.core.pagination import PageOf, PageParams, page_response
+from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
 from wharf.core.security import Admin
 from wharf.core.webhooks import outbox, service
 from wharf.core.webhooks.schemas import (

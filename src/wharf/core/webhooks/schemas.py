@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from wharf.core.schemas import Patch, Strict
+from wharf.core.http.schemas import Patch, Strict
 
 EventType = Annotated[
     str,

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from wharf.core import crud
-from wharf.core.concurrency import Precondition
-from wharf.core.db import utcnow
+from wharf.core.data import crud
+from wharf.core.data.db import utcnow
+from wharf.core.data.pagination import Page
 from wharf.core.errors import Conflict, InvalidInput
+from wharf.core.http.concurrency import Precondition
 from wharf.core.keys import Keyring, Sealed
 from wharf.core.outbound import Outbound, OutboundRefused
-from wharf.core.pagination import Page
 from wharf.core.rewrap import declare_sealed
 from wharf.core.webhooks.models import (
     API,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, and_, event, insert, or_, select, update
 
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.core.work.models import DONE, FAILED, PENDING, RUNNING, Job
 
 # Set when a transaction that queued a job has committed in this process, so this process's

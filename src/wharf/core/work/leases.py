@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.core.work.models import Lease
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from wharf.core.db import Base
+from wharf.core.data.db import Base
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 

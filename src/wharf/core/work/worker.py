@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
-from wharf.core.db import utcnow
+from wharf.core.data.db import utcnow
 from wharf.core.metrics import JOB_DURATION, JOBS
 from wharf.core.work import jobs
 from wharf.core.work.jobs import ClaimedJob, Outcome

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from wharf.core.generations import create_trigger_sql, drop_trigger_sql
+from wharf.core.data.generations import create_trigger_sql, drop_trigger_sql
 
 revision: str = "20261201_0004"
 down_revision: str | None = "20261123_0003"

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.asgi import RESPONSE_HEADERS, send_problem
+from wharf.core.http.asgi import RESPONSE_HEADERS, send_problem
 from wharf.core.metrics import (
     LATENCY,
     REQUESTS,

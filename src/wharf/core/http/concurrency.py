@@ -16,7 +16,7 @@ from wharf.core.errors import (
     PreconditionRequired,
     WharfError,
 )
-from wharf.core.responses import JSONBytes, dumps
+from wharf.core.http.responses import JSONBytes, dumps
 
 
 def version_etag(version: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from wharf.core.responses import PROBLEM_JSON, problem_body
+from wharf.core.http.responses import PROBLEM_JSON, problem_body
 from wharf.core.security import TOKEN_PREFIX
 
 # Scope keys shared by the layers in front of routing.

@@ -10,7 +10,7 @@ workers with process memory in front; when Redis is unreachable every request is
 the database instead.
 """
 
-from wharf.core.cache.backends import (
+from wharf.core.protect.cache.backends import (
     Backend,
     Entry,
     Key,
@@ -18,7 +18,7 @@ from wharf.core.cache.backends import (
     RedisBackend,
     TieredBackend,
 )
-from wharf.core.cache.layer import Group, ResponseCache
+from wharf.core.protect.cache.layer import Group, ResponseCache
 
 __all__ = [
     "Backend",

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from wharf.core.db import utcnow
-from wharf.core.models_idempotency import IdempotencyKey
+from wharf.core.data.db import utcnow
+from wharf.core.protect.idempotency.models import IdempotencyKey
 from wharf.core.security import TokenResolver, token_hash
 
 PURGE_BATCH = 100  # expired rows deleted on each new key: bounded work, enough to keep up

@@ -44,9 +44,9 @@ Modules: `policies` (settings into policies, their RateLimit field members, the 
 `stores` (the memory and Redis counters), `middleware` (the ASGI layer).
 """
 
-from wharf.core.ratelimit.middleware import RateLimit
-from wharf.core.ratelimit.policies import Policy, Verdict, parse_policies, verdict
-from wharf.core.ratelimit.stores import MemoryStore, RedisStore
+from wharf.core.protect.ratelimit.middleware import RateLimit
+from wharf.core.protect.ratelimit.policies import Policy, Verdict, parse_policies, verdict
+from wharf.core.protect.ratelimit.stores import MemoryStore, RedisStore
 
 __all__ = [
     "MemoryStore",

@@ -15,8 +15,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.asgi import read_body, replay, send_problem
-from wharf.core.idempotency.store import (
+from wharf.core.http.asgi import read_body, replay, send_problem
+from wharf.core.protect.idempotency.store import (
     Claimed,
     InFlight,
     Mismatch,

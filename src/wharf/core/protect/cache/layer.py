@@ -14,10 +14,10 @@ from datetime import UTC
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.asgi import bearer_digest
-from wharf.core.cache.backends import Backend, Entry, Key
-from wharf.core.generations import GenerationReader
+from wharf.core.data.generations import GenerationReader
+from wharf.core.http.asgi import bearer_digest
 from wharf.core.metrics import CACHE
+from wharf.core.protect.cache.backends import Backend, Entry, Key
 from wharf.core.security import Principal, TokenResolver
 
 log = logging.getLogger("wharf.cache")

@@ -13,11 +13,11 @@ from sqlalchemy import ColumnElement, SQLColumnExpression
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wharf.core.concurrency import body_etag, not_modified
 from wharf.core.deps import base_url
 from wharf.core.errors import InvalidInput
-from wharf.core.responses import JSONBytes, dumps
-from wharf.core.schemas import BLANKS
+from wharf.core.http.concurrency import body_etag, not_modified
+from wharf.core.http.responses import JSONBytes, dumps
+from wharf.core.http.schemas import BLANKS
 
 MAX_LIMIT = 500
 MAX_OFFSET = 2**63 - 1  # the largest SQL BIGINT; JSON serialization fails past 64 bits

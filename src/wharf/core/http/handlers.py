@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from wharf.core.errors import WharfError
-from wharf.core.responses import problem
+from wharf.core.http.responses import problem
 
 log = logging.getLogger("wharf.errors")
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wharf.core.asgi import read_body, replay, send_problem
+from wharf.core.http.asgi import read_body, replay, send_problem
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json", "application/problem+json"})

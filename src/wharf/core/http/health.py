@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Engine, text
 
 from wharf.core.errors import ServiceUnavailable
-from wharf.core.responses import JSONBytes
+from wharf.core.http.responses import JSONBytes
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("wharf.health")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Engine, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from wharf.core.db import Base
+from wharf.core.data.db import Base
 
 TABLE = "cache_generations"
 

@@ -22,10 +22,10 @@ if the database fails in between, the key stays in flight until the lock timeout
 after that runs again. It is logged.
 
 Modules: `store` (claim, complete, release and purge in the database, and the fingerprint),
-`middleware` (the ASGI layer). The table is `wharf.core.models_idempotency`.
+`middleware` (the ASGI layer). The table is `wharf.core.protect.idempotency.models`.
 """
 
-from wharf.core.idempotency.middleware import Idempotency
-from wharf.core.idempotency.store import fingerprint, purge_expired
+from wharf.core.protect.idempotency.middleware import Idempotency
+from wharf.core.protect.idempotency.store import fingerprint, purge_expired
 
 __all__ = ["Idempotency", "fingerprint", "purge_expired"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from wharf.core.responses import PROBLEM_JSON
+from wharf.core.http.responses import PROBLEM_JSON
 
 PROBLEM_REF = "#/components/schemas/Problem"
 VALIDATION_PROBLEM_REF = "#/components/schemas/ValidationProblem"

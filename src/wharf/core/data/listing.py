@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Connection, Select, bindparam, func, or_, select
 
-from wharf.core.crud import Resource
-from wharf.core.pagination import Page, order_by
+from wharf.core.data.crud import Resource
+from wharf.core.data.pagination import Page, order_by
 
 
 def like_pattern(text: str) -> str:

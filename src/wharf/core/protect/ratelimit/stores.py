@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wharf.core.metrics import BACKEND_ERRORS
-from wharf.core.ratelimit.policies import Policy, Verdict, verdict
+from wharf.core.protect.ratelimit.policies import Policy, Verdict, verdict
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript

@@ -22,9 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
-from wharf.core.concurrency import Precondition
-from wharf.core.db import Base, utcnow
+from wharf.core.data.db import Base, utcnow
 from wharf.core.errors import Conflict, NotFound
+from wharf.core.http.concurrency import Precondition
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: resources are module-level singletons

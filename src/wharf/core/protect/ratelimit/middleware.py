@@ -11,10 +11,10 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.asgi import bearer_digest, with_response_headers
-from wharf.core.ratelimit.policies import Policy, Verdict, parse_policies
-from wharf.core.ratelimit.stores import MemoryStore, RedisStore
-from wharf.core.responses import PROBLEM_JSON, problem_body
+from wharf.core.http.asgi import bearer_digest, with_response_headers
+from wharf.core.http.responses import PROBLEM_JSON, problem_body
+from wharf.core.protect.ratelimit.policies import Policy, Verdict, parse_policies
+from wharf.core.protect.ratelimit.stores import MemoryStore, RedisStore
 
 if TYPE_CHECKING:
     from wharf.core.config import Settings
