@@ -1,4 +1,5 @@
-"""Endpoints, the outbox and deliveries: the rules and the SQL."""
+"""Webhook endpoints: their rules, their signing secrets (sealed at rest, rotated with a grace
+period) and the one endpoint kept from the settings. Events and deliveries are `outbox`."""
 
 from __future__ import annotations
 
