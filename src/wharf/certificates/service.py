@@ -4,16 +4,15 @@ notification."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
+    SQLColumnExpression,
     column,
     delete,
-    func,
     insert,
-    or_,
     select,
     table,
     update,
@@ -22,9 +21,9 @@ from sqlalchemy import (
 from wharf.certificates import crypto
 from wharf.certificates.models import Certificate
 from wharf.core import webhooks
+from wharf.core.data import crud, listing
 from wharf.core.data.db import utcnow
-from wharf.core.data.listing import like_pattern
-from wharf.core.data.pagination import Page, order_by
+from wharf.core.data.pagination import Page
 from wharf.core.errors import NotFound
 from wharf.core.http.concurrency import Precondition
 from wharf.core.keys import Keyring
@@ -55,6 +54,19 @@ ORDERING = {
     "created_at": Certificate.created_at,
     "not_after": Certificate.not_after,
 }
+# For the list query (core.data.listing); items are rendered under their user's path.
+CERTIFICATES = crud.Resource(
+    Certificate,
+    "Certificate",
+    "/api/v1/certificates",
+    COLUMNS,
+    ordering=ORDERING,
+    # Nullable text columns are searched like any other (NULL matches nothing).
+    search=cast(
+        "tuple[SQLColumnExpression[str], ...]",
+        (Certificate.subject, Certificate.issuer, Certificate.body),
+    ),
+)
 PRIVATE_KEYS = declare_sealed(
     Certificate.__table__,
     "key_id",
@@ -66,11 +78,13 @@ _users = table("users", column("id"))
 Rows = tuple[list[dict[str, Any]], int]
 
 
-def _owner(conn: Connection, viewer: Principal, user_id: int) -> None:
+def _owner(conn: Connection, viewer: Principal, user_id: int, *, reading: bool = False) -> None:
     """The user path exists only for that user and admins: 404 for anyone else, so neither
     users nor their certificates can be probed."""
     if viewer.user_id != user_id and not viewer.is_admin:
         raise NotFound(f"No user {user_id}.")
+    if reading and viewer.user_id == user_id:
+        return  # a read by the user themselves: their token was just resolved against the row
     if conn.execute(select(_users.c.id).where(_users.c.id == user_id)).first() is None:
         raise NotFound(f"No user {user_id}.")
 
@@ -147,40 +161,29 @@ def list_certificates(
     ordering: str | None,
     page: Page,
 ) -> Rows:
-    _owner(conn, viewer, user_id)
-    where = [Certificate.user_id == user_id]
-    if search:
-        pattern = like_pattern(search)
-        where.append(
-            or_(
-                *(
-                    col.ilike(pattern, escape="\\")
-                    for col in (Certificate.subject, Certificate.issuer, Certificate.body)
-                )
-            )
-        )
+    _owner(conn, viewer, user_id, reading=True)
+    equals: dict[str, Any] = {"user_id": user_id}
     if active is not None:
-        where.append(Certificate.active.is_(active))
+        equals["active"] = active
+    ranges = {}
     if expiring_within_days is not None:
         now = utcnow()
-        where.append(Certificate.not_after.between(now, now + timedelta(days=expiring_within_days)))
-    total = conn.execute(select(func.count()).select_from(Certificate).where(*where)).scalar_one()
-    if total == 0 or page.offset >= total:
-        return [], total
-    rows = conn.execute(
-        select(*COLUMNS)
-        .where(*where)
-        .order_by(*order_by(ordering, ORDERING, tiebreak=Certificate.id))
-        .limit(page.limit)
-        .offset(page.offset)
-    ).mappings()
-    return [dict(r) for r in rows], total
+        ranges["not_after"] = (now, now + timedelta(days=expiring_within_days))
+    return listing.page(
+        conn,
+        CERTIFICATES,
+        equals=equals,
+        ranges=ranges,
+        search=search,
+        ordering=ordering,
+        page=page,
+    )
 
 
 def get_certificate(
     conn: Connection, *, viewer: Principal, user_id: int, certificate_id: int
 ) -> dict[str, Any]:
-    _owner(conn, viewer, user_id)
+    _owner(conn, viewer, user_id, reading=True)
     return _fetch(conn, user_id, certificate_id)
 
 

@@ -26,10 +26,20 @@ def like_pattern(text: str) -> str:
 
 @lru_cache(maxsize=512)
 def _statements(
-    res: Resource, names: tuple[str, ...], searching: bool, ordering: str | None
+    res: Resource,
+    names: tuple[str, ...],
+    ranged: tuple[str, ...],
+    searching: bool,
+    ordering: str | None,
 ) -> tuple[Select[Any], Select[Any]]:
     table_columns = res.model.__table__.c
     where = [table_columns[name] == bindparam(f"eq_{name}") for name in names]
+    for name in ranged:
+        column = table_columns[name]
+        # Typed, so a datetime bound is stored-format on SQLite as the column's values are.
+        low = bindparam(f"lo_{name}", type_=column.type)
+        high = bindparam(f"hi_{name}", type_=column.type)
+        where.append(column.between(low, high))
     if searching:
         pattern: BindParameter[str] = bindparam("search")
         where.append(or_(*(col.ilike(pattern, escape="\\") for col in res.search)))
@@ -53,11 +63,16 @@ def page(
     search: str | None,
     ordering: str | None,
     page: Page,
+    ranges: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the rows whose columns equal `equals` and match `search`, and their total."""
+    """One page of the rows whose columns equal `equals`, fall within `ranges` (inclusive
+    low and high, by column) and match `search`, and their total."""
     names = tuple(sorted(equals))
-    count, rows = _statements(res, names, bool(search), ordering)
+    ranged = tuple(sorted(ranges or {}))
+    count, rows = _statements(res, names, ranged, bool(search), ordering)
     params: dict[str, Any] = {f"eq_{name}": equals[name] for name in names}
+    for name in ranged:
+        params[f"lo_{name}"], params[f"hi_{name}"] = (ranges or {})[name]
     if search:
         params["search"] = like_pattern(search)
     total = conn.execute(count, params).scalar_one()
