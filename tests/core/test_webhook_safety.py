@@ -15,7 +15,15 @@ from starlette.testclient import TestClient
 
 from tests.certificates.test_keys_at_rest import dump
 from tests.conftest import TEST_KEYS, UserFactory, auth
-from tests.core.test_webhooks import certificate, drain, endpoint, receiver, settings, worker
+from tests.core.test_webhooks import (
+    certificate,
+    drain,
+    endpoint,
+    receiver,
+    settings,
+    toggle,
+    worker,
+)
 from tests.receiver import Receiver
 from wharf.core.config import Settings
 from wharf.core.keys import Keyring
@@ -80,11 +88,7 @@ def test_an_inactive_endpoint_keeps_its_deliveries_pending(
     made = endpoint(client, receiver)
     user_id, token = make_user()
     cid = certificate(client, user_id, token)
-    client.patch(
-        f"{API}/users/{user_id}/certificates/{cid}/active",
-        json={"active": True, "notify": True},
-        headers=auth(token),
-    )
+    assert toggle(client, user_id, token, cid, True) == 202
     path = f"{API}/webhooks/{made['id']}"
     assert client.patch(path, json={"active": False, "version": 1}).status_code == 200
     assert worker.run_once() == 1
@@ -191,11 +195,7 @@ def test_a_long_answer_from_the_receiver_is_still_a_success(
     receiver.body = b"x" * (2 * 1024 * 1024)
     user_id, token = make_user()
     cid = certificate(client, user_id, token)
-    client.patch(
-        f"{API}/users/{user_id}/certificates/{cid}/active",
-        json={"active": True, "notify": True},
-        headers=auth(token),
-    )
+    assert toggle(client, user_id, token, cid, True) == 202
     drain(worker)
     [delivery] = client.get(f"{API}/webhooks/{made['id']}/deliveries").json()["items"]
     assert delivery["status"] == "delivered"
