@@ -38,6 +38,7 @@ SUITES = {
     "certificates": "bench.certificates",
     "keys": "bench.keyring_cost",
     "notify": "bench.notify_latency",
+    "sales": "bench.sales",
 }
 
 
@@ -108,6 +109,11 @@ def wrk(url: str, headers: list[str], seconds: int, connections: int) -> Result:
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> Result:
+    """Requests per second, median and p99 latency, and errors from wrk's report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):

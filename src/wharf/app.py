@@ -37,8 +37,11 @@ from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
 from wharf.core.work import Handler, Worker
 from wharf.core.work.jobs import watch_commits
+from wharf.sales.inbox import Inbox, LeasedInbox
+from wharf.sales.ingest import counter_for
 
 LOGIN_PATH = "/api/v1/auth/token"
+SALES_UPLOAD = "/api/v1/sales/files"
 TOKENS_PATH = "/api/v1/auth/tokens"
 # POSTs whose response holds a secret shown once (a bearer token, a webhook signing secret):
 # never stored for an Idempotency-Key replay, so the header is refused there.
@@ -48,6 +51,8 @@ SECRET_PATHS = (
     "/api/v1/webhooks",
     "/api/v1/webhooks/{webhook_id}/rotate-secret",
 )
+# POSTs whose body the route streams to disk under its own size limit (HttpContract).
+STREAMED_PATHS = (SALES_UPLOAD,)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -74,7 +79,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         if settings.jobs_in_server:
             worker.start()
+        inbox = _sales_inbox(settings, jobs_engine)
+        if inbox is not None:
+            inbox.start()
         yield
+        if inbox is not None:
+            inbox.stop()
         worker.stop()
         outbound.close()
         jobs_engine.dispose()
@@ -95,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.outbound = outbound
     handlers.install(app)
     # Declare every problem response, and the headers of the layers in front of routing.
-    openapi.install(app, no_idempotency=frozenset(SECRET_PATHS))
+    openapi.install(app, no_idempotency=frozenset(SECRET_PATHS + STREAMED_PATHS))
     app.include_router(health)
     app.include_router(api)
     exposition.install(app)  # GET /metrics
@@ -107,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         ttl_hours=settings.idempotency_ttl_hours,
         lock_timeout_seconds=settings.idempotency_lock_timeout_seconds,
         secret_paths=SECRET_PATHS,
+        streamed_paths=STREAMED_PATHS,
     )
     # In front of all of FastAPI, innermost first: a cache hit skips routing and FastAPI's
     # and Starlette's own layers, yet pays the rate limit and is logged and counted.
@@ -123,7 +134,12 @@ def create_app(settings: Settings) -> FastAPI:
         # Outside the cache (a hit still counts), inside HttpContract (normalised paths,
         # bounded bodies).
         front = RateLimit(front, settings=settings, login_path=LOGIN_PATH)
-    front = HttpContract(front, max_body_bytes=settings.max_body_bytes, form_paths=[LOGIN_PATH])
+    front = HttpContract(
+        front,
+        max_body_bytes=settings.max_body_bytes,
+        form_paths=[LOGIN_PATH],
+        streams={SALES_UPLOAD: settings.sales_max_upload_bytes},
+    )
     # Outermost: request ids, every layer's response headers, the access log and metrics.
     app.front = observability.Observability(front, routes=observability.RouteTemplates(app))
     return app
@@ -157,6 +173,8 @@ CACHE_GROUPS = (
     # A user's certificates live under their user path: those entries also depend on the
     # certificates generation, so a certificate change does not flush the token lookups.
     Group("accounts", ("/api/v1/users",), shared=False, also=("certificates",)),
+    # Every answer about sales depends on the counts, which each ingest changes as a whole.
+    Group("sales", ("/api/v1/sales",), shared=True),
 )
 
 
@@ -174,6 +192,20 @@ def job_handlers(
             settings_secret=secret.get_secret_value() if secret else None,
         )
     ]
+
+
+def _sales_inbox(settings: Settings, engine: Engine) -> LeasedInbox | None:
+    """The sales inbox watcher, when `sales_inbox` is set: every worker runs one, and the
+    one that holds the named lease watches."""
+    if settings.sales_inbox is None:
+        return None
+    box = Inbox(
+        settings.sales_inbox,
+        db=engine,
+        counter=counter_for(settings),
+        max_bad_ratio=settings.sales_max_bad_ratio,
+    )
+    return LeasedInbox(box, db=engine)
 
 
 def _cache_backend(settings: Settings) -> Backend:

@@ -27,6 +27,8 @@ from wharf.core.keys import Keyring
 from wharf.core.logging import server_log_config
 from wharf.core.protect.idempotency import purge_expired
 from wharf.crm import demo as crm_demo
+from wharf.sales import demo as sales_demo
+from wharf.sales.cli import sales
 
 app = typer.Typer(help="Wharf: five business data APIs from one core.", no_args_is_help=True)
 app.add_typer(users, name="users")
@@ -35,6 +37,7 @@ idempotency = typer.Typer(help="Idempotency keys of POST requests.", no_args_is_
 app.add_typer(idempotency, name="idempotency")
 app.add_typer(keys, name="keys")
 app.add_typer(webhooks, name="webhooks")
+app.add_typer(sales, name="sales")
 
 DEMO_ADMIN = "admin@wharf.local"
 # Measured (bench/RESULTS.md): under saturation uvloop left about 1% of requests waiting 1-2 s
@@ -108,12 +111,16 @@ def demo() -> None:
             scopes=frozenset({"read", "write", "admin"}),
             lifetime=timedelta(days=1),
         )
+    inbox = settings.sales_inbox or settings.var_dir / "sales" / "inbox"
+    days = sales_demo.load(engine, inbox)
     typer.echo("Demo data loaded." if loaded else "Demo data already present; kept as it is.")
+    typer.echo(f"Sales: {days} new daily files ingested from {inbox} (see {inbox / 'done'}).")
     typer.echo(
         f"\nLog in at http://127.0.0.1:8000/docs (Authorize) as {DEMO_ADMIN} with the password\n"
         f"in {password_file}, or use this bearer token (valid for 24 hours):\n\n"
         f"  export TOKEN={token}\n"
         '  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/companies/1/customers\n'
+        '  curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8000/api/v1/sales/products/1?days=7"\n'
     )
 
 

@@ -13,6 +13,7 @@ from wharf.core.webhooks.models import (
 )
 from wharf.core.work.models import Job, Lease
 from wharf.crm.models import Company, Customer, Note
+from wharf.sales.models import SalesDaily, SalesFile
 
 __all__ = [
     "ApiToken",
@@ -25,6 +26,8 @@ __all__ = [
     "Job",
     "Lease",
     "Note",
+    "SalesDaily",
+    "SalesFile",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

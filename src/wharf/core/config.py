@@ -122,6 +122,27 @@ class Settings(BaseSettings):
         description="How long a claimed job stays a worker's; a crashed worker's jobs are "
         "taken over after this.",
     )
+    sales_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="What counts sales files: DuckDB, embedded, or Spark (the `spark` extra) "
+        "for data that outgrows one machine.",
+    )
+    spark_master: str = Field(
+        default="local[*]", description="Where Spark runs: local[*], spark://host:7077, yarn."
+    )
+    sales_max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1024, description="Largest sales file POST /sales/files takes."
+    )
+    sales_max_bad_ratio: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="A file with a larger share of bad lines is refused as a whole.",
+    )
+    sales_inbox: Path | None = Field(
+        default=None,
+        description="A directory `wharf serve` watches for sales files (one worker watches).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Security
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from wharf.core.data.db import Db
 from wharf.core.errors import Forbidden, Unauthorized
@@ -89,12 +89,31 @@ async def authenticate(
     db: Db,
     token: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
+    return _principal(db, request, required, token)
+
+
+async def authenticate_apart(
+    request: Request,
+    required: SecurityScopes,
+    token: Annotated[str | None, Security(oauth2_scheme)],
+) -> Principal:
+    """`authenticate` on a connection of its own, returned at once: for the few routes that
+    run long (streamed uploads) and must not hold the request's transaction, which for a
+    write on SQLite is the database's write lock, while they do."""
+    engine: Engine = request.app.state.engine
+    with engine.connect() as conn:
+        return _principal(conn, request, required, token)
+
+
+def _principal(
+    conn: Connection, request: Request, required: SecurityScopes, token: str | None
+) -> Principal:
     if not token:
         raise Unauthorized("Send a bearer token: Authorization: Bearer <token>.")
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise Unauthorized("The bearer token is malformed.")
     resolve: TokenResolver = request.app.state.token_resolver
-    principal = resolve(db, token_hash(token))
+    principal = resolve(conn, token_hash(token))
     if principal is None:
         raise Unauthorized("The bearer token is unknown, expired or revoked.")
     missing = [s for s in required.scopes if s not in principal.scopes]
@@ -107,3 +126,5 @@ async def authenticate(
 Reader = Annotated[Principal, Security(authenticate, scopes=["read"])]
 Writer = Annotated[Principal, Security(authenticate, scopes=["write"])]
 Admin = Annotated[Principal, Security(authenticate, scopes=["admin"])]
+# A writer checked outside the request's transaction (see `authenticate_apart`).
+StreamWriter = Annotated[Principal, Security(authenticate_apart, scopes=["write"])]

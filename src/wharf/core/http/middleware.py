@@ -7,7 +7,7 @@ per request; this layer only rewrites the scope and, rarely, answers on its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,6 +60,10 @@ def _is_json(content_type: str) -> bool:
 class HttpContract:
     """Trailing slashes, 406/415 negotiation and the body size limit (413).
 
+    `streams` maps the exact paths of uploads that their route streams to disk to their own
+    size limit: their bodies are neither read here nor held to JSON (the route checks its
+    media type and counts the bytes as they come).
+
     Request ids are `core.observability`'s, the outermost layer, so they reach these answers too.
     """
 
@@ -70,9 +74,11 @@ class HttpContract:
         max_body_bytes: int,
         api_prefix: str = "/api/",
         form_paths: Iterable[str] = (),
+        streams: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.streams = dict(streams or {})
         self.api_prefix = api_prefix
         self.form_paths = frozenset(form_paths)
 
@@ -88,11 +94,13 @@ class HttpContract:
             scope["raw_path"] = path.encode()
 
         if path.startswith(self.api_prefix):
-            refusal = self._refuse(scope["method"].encode(), path, _negotiation(scope))
+            method = scope["method"].encode()
+            streamed = self.streams.get(path) if method in _BODY_METHODS else None
+            refusal = self._refuse(method, path, _negotiation(scope), streamed)
             if refusal is not None:
                 await send_problem(send, path, *refusal)
                 return
-            if scope["method"].encode() in _BODY_METHODS:
+            if method in _BODY_METHODS and streamed is None:
                 body = await read_body(receive, self.max_body_bytes)
                 if body is None:
                     await send_problem(
@@ -107,7 +115,7 @@ class HttpContract:
         await self.app(scope, receive, send)
 
     def _refuse(
-        self, method: bytes, path: str, headers: dict[str, str]
+        self, method: bytes, path: str, headers: dict[str, str], streamed: int | None
     ) -> tuple[int, str, str] | None:
         accept = headers.get("accept")
         if accept and not _accepts_json(accept):
@@ -120,12 +128,15 @@ class HttpContract:
         if length is not None:
             if not (length.isascii() and length.isdigit()):  # int("²") raises
                 return 400, "Bad request", "Content-Length is not a number."
-            if int(length) > self.max_body_bytes:
+            limit = self.max_body_bytes if streamed is None else streamed
+            if int(length) > limit:
                 return (
                     413,
                     "Content too large",
-                    (f"The request body of {length} bytes exceeds {self.max_body_bytes} bytes."),
+                    (f"The request body of {length} bytes exceeds {limit} bytes."),
                 )
+        if streamed is not None:
+            return None
         has_body = (length is not None and length != "0") or "transfer-encoding" in headers
         if method in _BODY_METHODS and has_body and path not in self.form_paths:
             ctype = headers.get("content-type", "")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+import re
+from datetime import date
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -24,6 +27,18 @@ NOT_BLANK = f"[^{BLANKS}]"
 # refused on every backend alike instead of failing on one (400) and matching nothing on the
 # other.
 MIN_INT, MAX_INT = -(2**31), 2**31 - 1
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_day(value: Any) -> Any:
+    # Pydantic's lax mode reads `0` or `1700000000` as a date (Unix time): a calendar day in
+    # a URL is only ever YYYY-MM-DD.
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DAY.fullmatch(value)):
+        return value
+    raise ValueError("must be a date, YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
 
 
 class Strict(BaseModel):

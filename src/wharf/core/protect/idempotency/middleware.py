@@ -45,7 +45,7 @@ class Idempotency:
     """Replays, 422s and 409s for POSTs under `api_prefix` that carry an `Idempotency-Key`.
 
     `secret_paths` refuse the header with 400: their responses carry a bearer secret, which
-    Wharf never stores, so there is nothing it could replay.
+    Wharf never stores, so there is nothing it could replay. So do `streamed_paths`.
 
     Unlike the rest of Wharf, its database calls run in the threadpool: a claim may wait for
     SQLite's write lock, and the holder may be a request suspended on this very event loop.
@@ -59,6 +59,7 @@ class Idempotency:
         lock_timeout_seconds: int = 60,
         api_prefix: str = "/api/",
         secret_paths: Iterable[str] = (),
+        streamed_paths: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.ttl = timedelta(hours=ttl_hours)
@@ -69,6 +70,9 @@ class Idempotency:
             "|".join(re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(path)) for path in secret_paths)
             or "(?!)"
         )
+        # Uploads streamed to disk (HttpContract's `streams`): a replay would have to keep the
+        # whole body, and what they do is idempotent by its content already.
+        self.streamed_paths = frozenset(streamed_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -162,6 +166,12 @@ class Idempotency:
                 f"Idempotency-Key is not accepted on POST {path}: its response holds a secret "
                 "that Wharf never stores, so it could not be replayed. Send the request "
                 "without the header."
+            )
+        if path in self.streamed_paths:
+            return (
+                f"Idempotency-Key is not accepted on POST {path}: the upload is streamed, never "
+                "kept, and the same file sent again is recognised by its content anyway. Send "
+                "the request without the header."
             )
         if len(keys) > 1:
             return "Send one Idempotency-Key header, not several."

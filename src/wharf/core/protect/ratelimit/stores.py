@@ -124,13 +124,14 @@ class RedisStore:
     overshoot between them; one script is one round trip, and exact.
     """
 
-    def __init__(self, url: str, key_prefix: str) -> None:
+    def __init__(self, url: str, key_prefix: str, timeout: float = _REDIS_TIMEOUT) -> None:
         # Imported here, so a missing `redis` extra fails at startup rather than failing open.
         import redis.asyncio
 
         self.redis = redis.asyncio
         self.url = url
         self.key_prefix = key_prefix
+        self.timeout = timeout
         # redis.asyncio connections belong to the loop that made them (tests run several).
         self.scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
             weakref.WeakKeyDictionary()
@@ -145,7 +146,7 @@ class RedisStore:
         if script is None:
             # Timeouts bound an outage's cost; no retries.
             client = self.redis.Redis.from_url(
-                self.url, socket_timeout=_REDIS_TIMEOUT, socket_connect_timeout=_REDIS_TIMEOUT
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
             )
             script = self.scripts[loop] = client.register_script(_SCRIPT)
         return script
