@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
@@ -120,7 +120,7 @@ def _check_media(request: Request) -> bool:
     return encoding == "gzip"
 
 
-async def _receive(request: Request, out: Any, *, limit: int) -> None:
+async def _receive(request: Request, out: BinaryIO, *, limit: int) -> None:
     # To disk as it arrives: memory holds one chunk of the body, never all of it.
     size = 0
     async for chunk in request.stream():
