@@ -170,14 +170,33 @@ class DuckDBEngine:
             "autoload_known_extensions": False,
         }
 
-    def _plain(
-        self, db: duckdb.DuckDBPyConnection, params: dict[str, str], id_key: str, rows: int
-    ) -> Counted | None:
+    def typed_tally(self, path: str, *, gzipped: bool, id_key: str) -> dict[int, int] | None:
+        """Units per product by the typed pass alone, or None where it cannot vouch for them.
+        Right only for a file `files.inspect` finds plain; `ingest` runs it beside that."""
+        with duckdb.connect(config=self._config()) as db:
+            db.execute("SET enable_progress_bar = false")
+            params = {"path": path, "compression": "gzip" if gzipped else "none"}
+            try:
+                return self._typed(db, params, id_key)
+            except duckdb.Error:
+                return None
+
+    def _typed(
+        self, db: duckdb.DuckDBPyConnection, params: dict[str, str], id_key: str
+    ) -> dict[int, int] | None:
         query = _PLAIN.format(key="Id" if id_key == "Id" else "id", max_line=lines.MAX_LINE_BYTES)
         tally = dict(db.execute(query, params).fetchall())
         if None in tally or any(product < 0 for product in tally):
             return None
-        return Counted.tally(lines=rows, good=rows, counts=tally, sample=[])
+        return tally
+
+    def _plain(
+        self, db: duckdb.DuckDBPyConnection, params: dict[str, str], id_key: str, rows: int
+    ) -> Counted | None:
+        tally = self._typed(db, params, id_key)
+        return (
+            None if tally is None else Counted.tally(lines=rows, good=rows, counts=tally, sample=[])
+        )
 
     def _fast(
         self, db: duckdb.DuckDBPyConnection, params: dict[str, str], id_key: str

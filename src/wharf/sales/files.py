@@ -54,6 +54,23 @@ def day_from_name(name: str) -> date:
         ) from exc
 
 
+def peek(path: Path) -> tuple[bool, str]:
+    """Whether the file is gzipped, and the id's key its first line uses: what an engine
+    needs to start before `inspect` has read the whole file (its verdicts win)."""
+    with path.open("rb") as fh:
+        head = fh.read(CHUNK // 16)
+    gzipped = head.startswith(GZIP_MAGIC)
+    if gzipped:
+        try:
+            head = zlib.decompressobj(wbits=31).decompress(head, CHUNK)
+        except zlib.error:
+            return True, "id"
+    text = _TextCheck()
+    text.head = head
+    text._sniff(b"\n")
+    return gzipped, text.id_key or "id"
+
+
 def inspect(path: Path, *, progress: Callable[[int, int], None] | None = None) -> Inspected:
     """Hash the file and check that it is UTF-8 text; `progress(bytes, lines)` as it goes."""
     digest = hashlib.sha256()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -62,18 +63,42 @@ def ingest(
     name = name or Path(str(path)).name
     day = day or files.day_from_name(name)
     started = time.perf_counter()
-    inspected = _inspect(path, counter, progress)
+    typed = getattr(counter, "typed_tally", None) if not is_remote(path) else None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The pre-pass (CPython, one core) and DuckDB's typed pass (native, the other cores)
+        # side by side: the typed pass needs nothing from the pre-pass but its verdict, taken
+        # once both are done. Joined before going on, so no work outlives this call.
+        guess, gzipped, id_key = None, False, "id"
+        if typed is not None:
+            gzipped, id_key = files.peek(Path(path))
+            guess = pool.submit(typed, str(path), gzipped=gzipped, id_key=id_key)
+        inspected = _inspect(path, counter, progress)
+        tally = guess.result() if guess is not None else None
     with db.connect() as conn:
         # Before the engine's work: the same file again, or a day taken, is answered at once.
         existing = service.check_new(conn, day=day, sha256=inspected.sha256, replace=replace)
     if existing is not None:
         return Recorded(existing, created=False)
-    counted = counter.count(
-        str(path),
-        gzipped=inspected.gzipped,
-        id_key=inspected.id_key,
-        plain_rows=inspected.plain_rows,
-    )
+    rows = inspected.plain_rows
+    if (
+        rows is not None
+        and tally is not None
+        and (gzipped, id_key)
+        == (
+            inspected.gzipped,
+            inspected.id_key,
+        )
+    ):
+        counted = Counted.tally(lines=rows, good=rows, counts=tally, sample=[])
+        counted.engine = counter.name
+    else:
+        counted = counter.count(
+            str(path),
+            gzipped=inspected.gzipped,
+            id_key=inspected.id_key,
+            # A typed pass that ran and could not vouch for the file is not run again.
+            plain_rows=None if guess is not None else rows,
+        )
     refuse_if_bad(counted, max_bad_ratio)
     with db.connect() as conn:
         conn.execution_options(wharf_write=True)
