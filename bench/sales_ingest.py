@@ -260,10 +260,10 @@ def measure_wharf(fig: Figures, url: str, label: str, path: Path, tmp: Path, rep
 
 
 def duck(query: str, params: dict[str, str]) -> Callable[[], object]:
-    config = DuckDBEngine()._config()
+    engine = DuckDBEngine()
 
     def run() -> object:
-        with duckdb.connect(config=config) as db:
+        with engine._connect() as db:  # the engine's own settings, as Wharf's passes use
             return db.execute(query, params).fetchall()
 
     return run

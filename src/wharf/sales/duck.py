@@ -13,12 +13,16 @@ else makes a line bad: a repeated key, or JSON the rules do not allow but DuckDB
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from wharf.sales import lines
 from wharf.sales.errors import FileRefused
 from wharf.sales.lines import BadLine, Counted
+
+if TYPE_CHECKING:
+    from wharf.sales.files import Inspected
 
 # Sentinels in the fast pass's one aggregate: every row adds ROW, a row that fails a check
 # adds SUSPECT, and every product of a good row adds itself (product ids are >= 0).
@@ -144,10 +148,8 @@ class DuckDBEngine:
     def count(
         self, path: str, *, gzipped: bool, id_key: str, plain_rows: int | None = None
     ) -> Counted:
-        with duckdb.connect(config=self._config()) as db:
-            # Its bar would land in the CLI's, the watcher's and the server's output.
-            db.execute("SET enable_progress_bar = false")
-            params = {"path": path, "compression": "gzip" if gzipped else "none"}
+        params = {"path": path, "compression": "gzip" if gzipped else "none"}
+        with self._connect() as db:
             try:
                 counted = None
                 if plain_rows is not None:
@@ -161,21 +163,28 @@ class DuckDBEngine:
         counted.engine = self.name
         return counted
 
-    def _config(self) -> dict[str, str | bool | int | float | list[str]]:
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         # The engine reads only the file it is given: no extensions, no other files.
-        return {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "threads": self.threads,
             "memory_limit": self.memory_limit,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
+        db = duckdb.connect(config=config)
+        # Its bar would land in the CLI's, the watcher's and the server's output.
+        db.execute("SET enable_progress_bar = false")
+        return db
+
+    def identify(self, path: str) -> Inspected | None:
+        del path
+        return None  # local files only: `files.inspect` reads them
 
     def typed_tally(self, path: str, *, gzipped: bool, id_key: str) -> dict[int, int] | None:
         """Units per product by the typed pass alone, or None where it cannot vouch for them.
         Right only for a file `files.inspect` finds plain; `ingest` runs it beside that."""
-        with duckdb.connect(config=self._config()) as db:
-            db.execute("SET enable_progress_bar = false")
-            params = {"path": path, "compression": "gzip" if gzipped else "none"}
+        params = {"path": path, "compression": "gzip" if gzipped else "none"}
+        with self._connect() as db:
             try:
                 return self._typed(db, params, id_key)
             except duckdb.Error:

@@ -63,15 +63,15 @@ def ingest(
     name = name or Path(str(path)).name
     day = day or files.day_from_name(name)
     started = time.perf_counter()
-    typed = getattr(counter, "typed_tally", None) if not is_remote(path) else None
+    remote = is_remote(path)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The pre-pass (CPython, one core) and DuckDB's typed pass (native, the other cores)
         # side by side: the typed pass needs nothing from the pre-pass but its verdict, taken
         # once both are done. Joined before going on, so no work outlives this call.
         guess, gzipped, id_key = None, False, "id"
-        if typed is not None:
+        if not remote:
             gzipped, id_key = files.peek(Path(path))
-            guess = pool.submit(typed, str(path), gzipped=gzipped, id_key=id_key)
+            guess = pool.submit(counter.typed_tally, str(path), gzipped=gzipped, id_key=id_key)
         inspected = _inspect(path, counter, progress)
         tally = guess.result() if guess is not None else None
     with db.connect() as conn:
@@ -80,15 +80,10 @@ def ingest(
     if existing is not None:
         return Recorded(existing, created=False)
     rows = inspected.plain_rows
-    if (
-        rows is not None
-        and tally is not None
-        and (gzipped, id_key)
-        == (
-            inspected.gzipped,
-            inspected.id_key,
-        )
-    ):
+    # The typed pass guessed the compression and the id's key from the head: used only
+    # when the pre-pass's verdicts agree.
+    guessed_right = (gzipped, id_key) == (inspected.gzipped, inspected.id_key)
+    if rows is not None and tally is not None and guessed_right:
         counted = Counted.tally(lines=rows, good=rows, counts=tally, sample=[])
         counted.engine = counter.name
     else:
@@ -97,7 +92,7 @@ def ingest(
             gzipped=inspected.gzipped,
             id_key=inspected.id_key,
             # A typed pass that ran and could not vouch for the file is not run again.
-            plain_rows=None if guess is not None else rows,
+            plain_rows=None if guess is not None and tally is None else rows,
         )
     refuse_if_bad(counted, max_bad_ratio)
     with db.connect() as conn:
@@ -127,10 +122,9 @@ def _inspect(path: str | Path, counter: Counter, progress: Progress | None) -> I
         if not local.is_file():
             raise FileRefused(f"{local} is not a file.")
         return files.inspect(local, progress=progress)
-    identify = getattr(counter, "identify", None)
-    if identify is None:
+    inspected = counter.identify(str(path))
+    if inspected is None:
         raise FileRefused(f"{counter.name} reads local files only; use --engine spark for {path}.")
-    inspected: Inspected = identify(str(path))
     return inspected
 
 

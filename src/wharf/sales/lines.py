@@ -17,7 +17,10 @@ The rules, the same for every engine (a test holds DuckDB and Spark to identical
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from wharf.sales.files import Inspected
 
 NOT_JSON = "not JSON"
 TRUNCATED = "truncated last line"
@@ -80,4 +83,15 @@ class Engine(Protocol):
         `id_key` is the spelling of the customer id the file's first line uses: an engine
         may read that key only on its fast path, as long as what it reports is the same.
         `plain_rows` is `Inspected.plain_rows`: a fast path may rely on it."""
+        ...
+
+    def typed_tally(self, path: str, *, gzipped: bool, id_key: str) -> dict[int, int] | None:
+        """Units per product by a fast typed pass that `ingest` runs beside `files.inspect`,
+        and uses only when `inspect` finds the file plain; None where the engine has no
+        such pass, or the pass cannot vouch for what it read."""
+        ...
+
+    def identify(self, path: str) -> Inspected | None:
+        """What `files.inspect` gives, for a remote path only this engine can reach; None
+        when the engine reads local files only."""
         ...

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Date, bindparam, delete, func, insert, select
 
 from wharf.core.data import crud, listing
 from wharf.core.data.db import utcnow
-from wharf.core.data.pagination import Page, order_by
+from wharf.core.data.pagination import Page
 from wharf.core.errors import InvalidInput, NotFound
 from wharf.sales.errors import DayTaken
 from wharf.sales.lines import Counted
@@ -175,27 +175,12 @@ def list_files(
     ordering: str | None,
     page: Page,
 ) -> tuple[list[dict[str, Any]], int]:
+    """The ledger; a day's current file is the one not replaced (`replaced_at IS NULL`)."""
     equals: dict[str, Any] = {} if day is None else {"day": day}
-    if current is not None:
-        # "Current" is `replaced_at IS NULL`, which the equality filters cannot express.
-        return _list_by_current(conn, equals=equals, current=current, ordering=ordering, page=page)
-    return listing.page(conn, FILES, equals=equals, search=None, ordering=ordering, page=page)
-
-
-def _list_by_current(
-    conn: Connection, *, equals: dict[str, Any], current: bool, ordering: str | None, page: Page
-) -> tuple[list[dict[str, Any]], int]:
-    where = [SalesFile.replaced_at.is_(None) if current else SalesFile.replaced_at.is_not(None)]
-    where += [getattr(SalesFile, name) == value for name, value in equals.items()]
-    total = conn.execute(select(func.count()).select_from(SalesFile).where(*where)).scalar_one()
-    rows = conn.execute(
-        select(*FILE_COLUMNS)
-        .where(*where)
-        .order_by(*order_by(ordering, FILES.ordering, tiebreak=SalesFile.id))
-        .limit(page.limit)
-        .offset(page.offset)
+    null = None if current is None else {"replaced_at": current}
+    return listing.page(
+        conn, FILES, equals=equals, search=None, ordering=ordering, page=page, null=null
     )
-    return [dict(r._mapping) for r in rows], total
 
 
 def ingested_days(conn: Connection, *, page: Page) -> tuple[list[dict[str, Any]], int]:

@@ -1,5 +1,5 @@
-"""Collection queries: equality filters, search and ordering over a `Resource`, one page at a
-time with the total.
+"""Collection queries: equality, range and null-test filters, search and ordering over a
+`Resource`, one page at a time with the total.
 
 Building a SQLAlchemy statement costs more than running these indexed queries, so statements
 are built once per query *shape* (which filters, searching or not, which ordering) with bound
@@ -31,9 +31,14 @@ def _statements(
     ranged: tuple[str, ...],
     searching: bool,
     ordering: str | None,
+    nulls: tuple[tuple[str, bool], ...] = (),
 ) -> tuple[Select[Any], Select[Any]]:
     table_columns = res.model.__table__.c
     where = [table_columns[name] == bindparam(f"eq_{name}") for name in names]
+    # A null test is part of the shape, not a parameter: `IS NULL` takes no bound value.
+    where += [
+        table_columns[n].is_(None) if null else table_columns[n].is_not(None) for n, null in nulls
+    ]
     for name in ranged:
         column = table_columns[name]
         # Typed, so a datetime bound is stored-format on SQLite as the column's values are.
@@ -64,12 +69,15 @@ def page(
     ordering: str | None,
     page: Page,
     ranges: Mapping[str, tuple[Any, Any]] | None = None,
+    null: Mapping[str, bool] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the rows whose columns equal `equals`, fall within `ranges` (inclusive
-    low and high, by column) and match `search`, and their total."""
+    low and high, by column), are NULL or not as `null` says (column: is null) and match
+    `search`, and their total."""
     names = tuple(sorted(equals))
     ranged = tuple(sorted(ranges or {}))
-    count, rows = _statements(res, names, ranged, bool(search), ordering)
+    nulls = tuple(sorted((null or {}).items()))
+    count, rows = _statements(res, names, ranged, bool(search), ordering, nulls)
     params: dict[str, Any] = {f"eq_{name}": equals[name] for name in names}
     for name in ranged:
         params[f"lo_{name}"], params[f"hi_{name}"] = (ranges or {})[name]
