@@ -77,7 +77,14 @@ def certificate(client: TestClient, owner: Actor) -> dict[str, int]:
 # Path prefixes whose objects belong to one user, those every user shares by design, and
 # those only admins reach at all (403 for anyone else: their scope says so, no id is probed).
 OWNED = (f"{API}/users", f"{API}/auth/tokens", f"{API}/certificates")
-SHARED = (f"{API}/companies", f"{API}/customers", f"{API}/notes", f"{API}/sales")
+SHARED = (
+    f"{API}/companies",
+    f"{API}/customers",
+    f"{API}/notes",
+    f"{API}/sales",
+    f"{API}/factories",
+    f"{API}/sprockets",
+)
 ADMIN_ONLY = (f"{API}/webhooks",)
 
 # Item path -> how to create an object at it for a user. A registration also covers every

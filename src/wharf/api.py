@@ -6,7 +6,9 @@ from wharf.accounts.routes import router as accounts
 from wharf.certificates.routes import router as certificates
 from wharf.core.webhooks.routes import router as webhooks
 from wharf.crm.routes import router as crm
+from wharf.factories.routes import router as factories
 from wharf.sales.routes import router as sales
+from wharf.sprockets.routes import router as sprockets
 
 api = APIRouter(prefix="/api/v1")
 api.include_router(accounts)
@@ -14,3 +16,5 @@ api.include_router(crm)
 api.include_router(certificates)
 api.include_router(webhooks)
 api.include_router(sales)
+api.include_router(factories)
+api.include_router(sprockets)

@@ -175,6 +175,9 @@ CACHE_GROUPS = (
     Group("accounts", ("/api/v1/users",), shared=False, also=("certificates",)),
     # Every answer about sales depends on the counts, which each ingest changes as a whole.
     Group("sales", ("/api/v1/sales",), shared=True),
+    # Factories, their readings and sprocket types: every write bumps it (seed 001 wanted each
+    # answer refreshed on every write; this makes every read cacheable and never stale).
+    Group("factories", ("/api/v1/factories", "/api/v1/sprockets"), shared=True),
 )
 
 

@@ -13,7 +13,9 @@ from wharf.core.webhooks.models import (
 )
 from wharf.core.work.models import Job, Lease
 from wharf.crm.models import Company, Customer, Note
+from wharf.factories.models import DailyRollup, Factory, HourlyRollup, Reading
 from wharf.sales.models import SalesDaily, SalesFile
+from wharf.sprockets.models import SprocketType
 
 __all__ = [
     "ApiToken",
@@ -21,13 +23,18 @@ __all__ = [
     "Certificate",
     "Company",
     "Customer",
+    "DailyRollup",
+    "Factory",
     "Generation",
+    "HourlyRollup",
     "IdempotencyKey",
     "Job",
     "Lease",
     "Note",
+    "Reading",
     "SalesDaily",
     "SalesFile",
+    "SprocketType",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

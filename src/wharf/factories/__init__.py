@@ -1,0 +1,1 @@
+"""Factories and their production readings (seed 001)."""

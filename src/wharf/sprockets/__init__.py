@@ -1,0 +1,1 @@
+"""Sprocket types (seed 001)."""
