@@ -29,8 +29,11 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src tests
 
+# Test files run in parallel, one file per worker at a time (its session fixtures, such as the
+# Spark session, stay with it); each worker has its own PostgreSQL database (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # make bench BENCH_ARGS="--database-url postgresql://postgres@127.0.0.1:5432/wharf_bench"
 bench: $(DEV_STAMP)

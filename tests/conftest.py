@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
@@ -48,12 +48,33 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _worker_database(url: str) -> str:
+    """The database of this pytest-xdist worker: `<name>_gw0`, `<name>_gw1`, ... beside the
+    configured one, created when missing, so workers never truncate each other's tables.
+    Without xdist, the configured database itself."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if found.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     if not PG_URL:
         pytest.skip("PostgreSQL suite skipped: WHARF_TEST_DATABASE_URL is not set")
-    engine = create_db_engine(PG_URL)
     try:
+        url = _worker_database(PG_URL)
+        engine = create_db_engine(url)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
@@ -64,7 +85,7 @@ def pg_url() -> str:
         pytest.skip(message)
     upgrade(engine)
     engine.dispose()
-    return PG_URL
+    return url
 
 
 @pytest.fixture(scope="session")
