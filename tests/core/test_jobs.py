@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, func, select, update
 
-from wharf.core.data.db import create_db_engine
+from wharf.core.data.db import create_db_engine, utcnow
 from wharf.core.work import ClaimedJob, Outcome, Worker, acquire_lease, enqueue, jobs, release_lease
 from wharf.core.work.models import RUNNING, Job
 
@@ -31,6 +31,7 @@ class Recorder:
         self.delays = delays
         self.ran: list[ClaimedJob] = []
         self.recorded: list[str] = []
+        self.taken: list[ClaimedJob] = []
         self.lock = threading.Lock()
 
     def run(self, job: ClaimedJob) -> Outcome:
@@ -41,6 +42,10 @@ class Recorder:
     def record(self, conn: Connection, job: ClaimedJob, outcome: Outcome, state: str) -> None:
         with self.lock:
             self.recorded.append(state)
+
+    def taken_over(self, conn: Connection, job: ClaimedJob) -> None:
+        with self.lock:
+            self.taken.append(job)
 
 
 def queue(engine: Engine, n: int = 1, kind: str = Recorder.kind) -> list[int]:
@@ -64,6 +69,8 @@ def test_a_job_runs_once_and_is_done(engine: Engine) -> None:
     assert worker.run_once() == 0
     assert [j.payload for j in handler.ran] == [{"n": 0}]
     assert handler.recorded == ["done"]
+    assert handler.taken == []  # a first claim takes nothing over
+    assert handler.ran[0].interrupted_at is None
     assert state(engine, job_id) == ("done", 1, None)
 
 
@@ -100,10 +107,52 @@ def test_a_dead_workers_claim_is_taken_over_after_its_lease(engine: Engine) -> N
     worker = Worker(engine, [handler], poll_seconds=0.01, lease_seconds=30)
     assert worker.run_once() == 1  # the lease ran out at once
     assert handler.ran[0].attempts == 2
+    # The handler heard, once, that attempt 1 never finished, and when it began.
+    [taken] = handler.taken
+    assert (taken.id, taken.attempts) == (job_id, 2)
+    assert taken.interrupted_at is not None
     # The dead worker's late result is refused: the job is no longer its.
     with engine.begin() as conn:
         assert not jobs.finish(conn, dead[0], owner="dead", state="failed", error="x", due_at=None)
     assert state(engine, job_id) == ("done", 2, None)
+
+
+def test_each_worker_that_died_is_reported_once(engine: Engine) -> None:
+    [job_id] = queue(engine)
+    handler = Recorder()
+    lapsed = timedelta(0)
+    jobs.claim(engine, kinds=[Recorder.kind], owner="first", lease=lapsed, limit=1)
+    # The second worker takes the job over, reports the first, and dies too.
+    jobs.claim(
+        engine,
+        kinds=[Recorder.kind],
+        owner="second",
+        lease=lapsed,
+        limit=1,
+        on_takeover=handler.taken_over,
+    )
+    assert Worker(engine, [handler], poll_seconds=0.01, lease_seconds=30).run_once() == 1
+    assert [(j.id, j.attempts) for j in handler.taken] == [(job_id, 2), (job_id, 3)]
+    assert state(engine, job_id) == ("done", 3, None)
+
+
+def test_retry_delays_are_jittered_within_ten_percent(engine: Engine) -> None:
+    handler = Recorder(delays=(100.0,))
+    worker = Worker(engine, [handler], poll_seconds=0.01, lease_seconds=30)
+    job = ClaimedJob(1, Recorder.kind, {}, attempts=1)
+    waits = []
+    for _ in range(200):
+        before = utcnow()
+        state_, due_at, _error = worker._next(handler, job, Outcome("retry", error="x"))
+        after = utcnow()
+        assert state_ == "pending"
+        assert due_at is not None
+        assert before + timedelta(seconds=90) <= due_at <= after + timedelta(seconds=110)
+        waits.append((due_at - before).total_seconds())
+    assert len({round(w, 3) for w in waits}) > 100  # it varies, draw by draw
+    # and spans the band, not a sliver of it (a miss here has odds below 0.75**200)
+    assert min(waits) < 95
+    assert max(waits) > 105
 
 
 def test_a_live_claim_is_not_taken(engine: Engine) -> None:

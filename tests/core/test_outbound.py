@@ -238,6 +238,11 @@ LOOPBACK = [
     ("http://0x7f000001:{port}/", "resolves to 127.0.0.1, a loopback address"),
     ("http://0177.0.0.1:{port}/", "Not a valid URL: Invalid IPv4 address"),
     ("http://127.1:{port}/", "resolves to 127.0.0.1, a loopback address"),
+    # The other disguises inet_aton reads: octal with fewer parts, all octal, hex in one part.
+    ("http://0177.1:{port}/", "resolves to 127.0.0.1, a loopback address"),
+    ("http://017700000001:{port}/", "resolves to 127.0.0.1, a loopback address"),
+    ("http://0x7f.0.0.1:{port}/", "resolves to 127.0.0.1, a loopback address"),
+    ("http://0x7f.1:{port}/", "resolves to 127.0.0.1, a loopback address"),
     ("http://[::1]:{port}/", "resolves to ::1, a loopback address"),
     ("http://[::ffff:127.0.0.1]:{port}/", "which carries 127.0.0.1, a loopback address"),
     ("http://[::ffff:7f00:1]:{port}/", "which carries 127.0.0.1, a loopback address"),
@@ -264,6 +269,12 @@ ELSEWHERE = [
     ("http://169.254.1.1/", "a link-local address"),
     ("http://[fc00::1]/", "a private address"),
     ("http://[::ffff:10.0.0.1]/", "which carries 10.0.0.1, a private address"),
+    ("http://[::ffff:169.254.169.254]/", "which carries 169.254.169.254, a cloud metadata address"),
+    ("http://0xa9fea9fe/", "resolves to 169.254.169.254, a cloud metadata address"),
+    ("http://0xA9FEA9FE/latest/meta-data/", "resolves to 169.254.169.254, a cloud metadata"),
+    ("http://2852039166/", "resolves to 169.254.169.254, a cloud metadata address"),
+    # Dotted octal with four parts: httpx2 refuses it before any lookup.
+    ("http://0251.0376.0251.0376/", "Not a valid URL: Invalid IPv4 address"),
     ("http://[64:ff9b::a9fe:a9fe]/", "which carries 169.254.169.254, a cloud metadata address"),
     ("http://[2002:c0a8:101::1]/", "which carries 192.168.1.1, a private address"),
     # Public by ipaddress's reckoning, so refused only because they are named.

@@ -112,8 +112,8 @@ async def set_active(
     me: Writer,
 ) -> Response:
     """Activate or deactivate. The state is absolute, so no version is needed (`If-Match` is
-    honoured). 202 when a notification was queued, 200 otherwise; setting the current state
-    again changes nothing."""
+    honoured). 202 when a notification was queued (`notify` and at least one webhook endpoint
+    takes the event), 200 otherwise; setting the current state again changes nothing."""
     row, queued = service.set_active(
         db,
         viewer=me,

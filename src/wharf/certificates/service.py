@@ -213,7 +213,8 @@ def set_active(
 ) -> tuple[dict[str, Any], bool]:
     """Activate or deactivate; with `notify`, the event is written in this transaction (the
     outbox), so it is sent exactly when the change commits. Setting the state a certificate
-    already has changes and queues nothing, so a retry is safe. Returns (row, queued)."""
+    already has changes and queues nothing, so a retry is safe. Returns (row, queued): queued
+    is true when at least one delivery was queued."""
     _owner(conn, viewer, user_id)
     # Locked until commit (PostgreSQL; SQLite's writers queue anyway): two identical requests
     # at once both see the outcome of the first, not a version conflict.
@@ -231,13 +232,16 @@ def set_active(
         raise Precondition(current["version"], from_header=expected is not None).stale(
             current["version"] + 1, f"Certificate {certificate_id}"
         )
+    queued = 0
     if notify:
-        webhooks.publish(
+        # The event is written either way; `queued` is true only when some endpoint will be
+        # sent it, which is what the 202 promises.
+        queued = webhooks.publish(
             conn,
             ACTIVATED if active else DEACTIVATED,
             {"id": certificate_id, "user_id": user_id, "active": active},
         )
-    return _fetch(conn, user_id, certificate_id), notify
+    return _fetch(conn, user_id, certificate_id), queued > 0
 
 
 def rewrap_keys(engine: Engine, keyring: Keyring, *, batch: int = 500) -> RewrapReport:

@@ -34,6 +34,7 @@ from wharf.core.work.models import DONE
 MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery for longer than a day
 RESPONSE_LIMIT = 64 * 1024  # what is read of a receiver's answer before it is dropped
 USER_AGENT = "Wharf-Webhooks/0.1"
+INTERRUPTED = "not finished: the worker stopped"  # a claim taken over after its lease ran out
 
 
 def signature(secrets: Sequence[str], message_id: str, timestamp: datetime, body: bytes) -> str:
@@ -77,6 +78,9 @@ class DeliveryHandler:
         self.settings_secret = settings_secret
 
     def run(self, job: ClaimedJob) -> Outcome:
+        # Every attempt leaves a history row, those that never reach the receiver included.
+        start = time.perf_counter()
+        began: dict[str, Any] = {"attempted_at": utcnow()}
         with self.engine.connect() as conn:
             found = conn.execute(
                 select(
@@ -95,7 +99,7 @@ class DeliveryHandler:
                 return Outcome("done")
             if not found.active:
                 # Kept for when it is activated again, along the retry schedule.
-                return Outcome("retry", error="the endpoint is inactive")
+                return Outcome("retry", error="the endpoint is inactive", facts=_took(began, start))
             try:
                 secrets = signing_secrets(
                     conn,
@@ -104,9 +108,11 @@ class DeliveryHandler:
                     settings_secret=self.settings_secret,
                 )
             except WharfError as exc:  # a key missing from the keyring: retry once it is back
-                return Outcome("retry", error=exc.detail)
+                return Outcome("retry", error=exc.detail, facts=_took(began, start))
         if not secrets:
-            return Outcome("failed", error="the endpoint has no signing secret")
+            return Outcome(
+                "failed", error="the endpoint has no signing secret", facts=_took(began, start)
+            )
         now = utcnow()
         headers = {
             "content-type": "application/json",
@@ -116,7 +122,9 @@ class DeliveryHandler:
             "webhook-signature": signature(secrets, found.message_id, now, found.body),
         }
         start = time.perf_counter()
-        facts: dict[str, Any] = {"attempted_at": now}
+        # `requested`: the request was made (or refused on the way), so its outcome is the
+        # delivery's last status code.
+        facts: dict[str, Any] = {"attempted_at": now, "requested": True}
         try:
             response = self.outbound.request(
                 "POST",
@@ -145,22 +153,24 @@ class DeliveryHandler:
         return Outcome("failed", error=f"the receiver answered {status}; {why}", facts=facts)
 
     def record(self, conn: Connection, job: ClaimedJob, outcome: Outcome, state: str) -> None:
-        delivery_id = conn.execute(
-            select(WebhookDelivery.id).where(WebhookDelivery.job_id == job.id)
-        ).scalar()
-        if delivery_id is None or "attempted_at" not in outcome.facts:
-            return  # nothing was sent
+        """One history row for every attempt: sent or not (an inactive endpoint, a missing
+        key), and one the worker's own error cut short (an outcome without facts)."""
+        delivery_id = _delivery_of(conn, job)
+        if delivery_id is None:
+            return  # the endpoint was deleted, and the delivery with it
         status = outcome.facts.get("status_code")
         conn.execute(
             insert(WebhookAttempt).values(
                 delivery_id=delivery_id,
                 attempt=job.attempts,
-                attempted_at=outcome.facts["attempted_at"],
+                attempted_at=outcome.facts.get("attempted_at") or utcnow(),
                 status_code=status,
                 error=outcome.error,
-                duration_ms=outcome.facts["duration_ms"],
+                duration_ms=outcome.facts.get("duration_ms", 0),
             )
         )
+        if not outcome.facts.get("requested"):
+            return  # nothing was sent: the last answer the receiver gave still stands
         conn.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id)
@@ -169,6 +179,30 @@ class DeliveryHandler:
                 delivered_at=outcome.facts["attempted_at"] if state == DONE else None,
             )
         )
+
+    def taken_over(self, conn: Connection, job: ClaimedJob) -> None:
+        """The attempt a stopped worker never finished: whether it reached the receiver is
+        unknown (the retry keeps its webhook-id, so a receiver can drop a duplicate)."""
+        delivery_id = _delivery_of(conn, job)
+        if delivery_id is None:
+            return
+        conn.execute(
+            insert(WebhookAttempt).values(
+                delivery_id=delivery_id,
+                attempt=job.attempts - 1,
+                attempted_at=job.interrupted_at or utcnow(),
+                status_code=None,
+                error=INTERRUPTED,
+                duration_ms=0,
+            )
+        )
+
+
+def _delivery_of(conn: Connection, job: ClaimedJob) -> int | None:
+    found: int | None = conn.execute(
+        select(WebhookDelivery.id).where(WebhookDelivery.job_id == job.id)
+    ).scalar()
+    return found
 
 
 def _took(facts: dict[str, Any], start: float) -> dict[str, Any]:

@@ -4,7 +4,7 @@ own; the work itself (an HTTP call, say) runs between them, holding no transacti
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -78,6 +78,9 @@ class ClaimedJob:
     kind: str
     payload: dict[str, Any]
     attempts: int  # including this one
+    # Set when this claim took the job over from a worker whose lease ran out (it stopped
+    # mid-run): when that worker's claim began. Its attempt (`attempts - 1`) never finished.
+    interrupted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,20 @@ class Outcome:
 
 
 def claim(
-    engine: Engine, *, kinds: Collection[str], owner: str, lease: timedelta, limit: int
+    engine: Engine,
+    *,
+    kinds: Collection[str],
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    on_takeover: Callable[[Connection, ClaimedJob], None] | None = None,
 ) -> list[ClaimedJob]:
     """Take up to `limit` due jobs: pending ones whose time has come, and running ones whose
-    worker's lease ran out (it died). Each claim counts as an attempt."""
+    worker's lease ran out (it died). Each claim counts as an attempt.
+
+    `on_takeover` is called, in the claim's transaction, for each job taken over that way, so
+    the attempt the dead worker never finished is recorded exactly once, however many
+    workers die in a row."""
     now = utcnow()
     claimable = or_(
         and_(Job.state == PENDING, Job.due_at <= now),
@@ -114,7 +127,7 @@ def claim(
         conn.execution_options(wharf_write=True)  # SQLite: BEGIN IMMEDIATE, one claimer at a time
         with conn.begin():
             rows = conn.execute(
-                select(Job.id, Job.kind, Job.payload, Job.attempts)
+                select(Job.id, Job.kind, Job.payload, Job.attempts, Job.state, Job.updated_at)
                 .where(claimable, Job.kind.in_(list(kinds)))
                 .order_by(Job.due_at, Job.id)
                 .limit(limit)
@@ -133,7 +146,22 @@ def claim(
                     updated_at=now,
                 )
             )
-    return [ClaimedJob(r.id, r.kind, dict(r.payload), r.attempts + 1) for r in rows]
+            claimed = [
+                ClaimedJob(
+                    r.id,
+                    r.kind,
+                    dict(r.payload),
+                    r.attempts + 1,
+                    # A running job's updated_at is when its last claim was made.
+                    interrupted_at=r.updated_at if r.state == RUNNING else None,
+                )
+                for r in rows
+            ]
+            if on_takeover is not None:
+                for job in claimed:
+                    if job.interrupted_at is not None:
+                        on_takeover(conn, job)
+    return claimed
 
 
 def finish(

@@ -49,6 +49,12 @@ class Handler(Protocol):
         """Write what the run means for the handler's own tables, in the job's transaction."""
         ...
 
+    def taken_over(self, conn: Connection, job: ClaimedJob) -> None:
+        """The job's previous attempt (`job.attempts - 1`, begun at `job.interrupted_at`)
+        never finished: its worker stopped and its lease ran out. Write that down, in the
+        transaction of the claim that took the job over."""
+        ...
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -143,8 +149,17 @@ class Worker:
 
     def _claim(self, limit: int) -> list[ClaimedJob]:
         return jobs.claim(
-            self.engine, kinds=self.handlers.keys(), owner=self.owner, lease=self.lease, limit=limit
+            self.engine,
+            kinds=self.handlers.keys(),
+            owner=self.owner,
+            lease=self.lease,
+            limit=limit,
+            on_takeover=self._taken_over,
         )
+
+    def _taken_over(self, conn: Connection, job: ClaimedJob) -> None:
+        log.warning("job %s taken over: attempt %s never finished", job.id, job.attempts - 1)
+        self.handlers[job.kind].taken_over(conn, job)
 
     def _submit(self, job: ClaimedJob) -> None:
         future = self.pool.submit(self._run, job)
