@@ -112,7 +112,11 @@ def server(app: str, env: dict[str, str], *, factory: bool = True) -> Iterator[i
         yield port
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still working through queued slow requests
+            proc.kill()
+            proc.wait()
 
 
 def at(

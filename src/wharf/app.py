@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health)
     app.include_router(api)
     exposition.install(app)  # GET /metrics
+    openapi.check_operation_ids(app)  # every route is in by now
     # Inside FastAPI's own middleware, so only POSTs pay for it. Login and token minting
     # answer with bearer secrets, which are never stored, so they refuse the header (400)
     # rather than silently not honour it.

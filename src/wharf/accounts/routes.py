@@ -128,7 +128,7 @@ async def get_user(user_id: int, request: Request, db: Db, me: Reader) -> Respon
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["users"])
-async def update_user(
+async def patch_user(
     user_id: int, body: UserUpdate, request: Request, db: Db, me: Writer
 ) -> Response:
     """Change name, email, password (or, for admins, role). Needs the version you last read."""

@@ -103,7 +103,7 @@ async def delete_certificate(
     response_model=CertificateRead,
     responses={202: {"model": CertificateRead, "description": "Changed; notification queued."}},
 )
-async def set_active(
+async def set_certificate_active(
     user_id: int,
     certificate_id: int,
     body: ActiveChange,

@@ -65,7 +65,7 @@ def _shown(request: Request, row: dict[str, Any]) -> dict[str, Any]:
         }
     },
 )
-async def upload_file(
+async def upload_sales_file(
     request: Request, _: StreamWriter, q: Annotated[Upload, Query()], settings: SettingsDep
 ) -> Response:
     """Ingest one day's file, sent as the body (`application/x-ndjson`, `Content-Encoding:
@@ -138,7 +138,7 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 
 
 @router.get("/files", response_model=PageOf[SalesFileRead])
-async def list_files(
+async def list_sales_files(
     request: Request, db: Db, _: Reader, q: Annotated[FileList, Query()]
 ) -> Response:
     """The ledger of ingested files; `day`, `current=true|false`, `ordering` over id, day,
@@ -154,13 +154,13 @@ async def list_files(
 
 
 @router.get("/files/{file_id}", response_model=SalesFileRead)
-async def get_file(file_id: int, request: Request, db: Db, _: Reader) -> Response:
+async def get_sales_file(file_id: int, request: Request, db: Db, _: Reader) -> Response:
     """One ingested file's report."""
     return _json(request, _shown(request, service.get_file(db, file_id=file_id)))
 
 
 @router.get("/days", response_model=PageOf[SalesDay])
-async def list_days(request: Request, db: Db, _: Reader, page: PageParams) -> Response:
+async def list_sales_days(request: Request, db: Db, _: Reader, page: PageParams) -> Response:
     """The days that have sales, newest first, each with its files."""
     items, total = service.ingested_days(db, page=page)
     for item in items:
@@ -169,7 +169,7 @@ async def list_days(request: Request, db: Db, _: Reader, page: PageParams) -> Re
 
 
 @router.get("/products/{product_id}", response_model=ProductSales)
-async def product_sales(
+async def get_product_sales(
     product_id: ProductId, request: Request, db: Db, _: Reader, q: Annotated[Window, Query()]
 ) -> Response:
     """How often the product was sold in the past `days` days (default 7) of data, or over
@@ -179,7 +179,7 @@ async def product_sales(
 
 
 @router.get("/products/{product_id}/days/{day}", response_model=ProductDay)
-async def product_day(
+async def get_product_day(
     product_id: ProductId, day: Day, request: Request, db: Db, _: Reader
 ) -> Response:
     """Units of the product sold on one day (0 when none)."""
@@ -188,7 +188,7 @@ async def product_day(
 
 
 @router.get("/top", response_model=TopProducts)
-async def top_products(
+async def get_top_products(
     request: Request, db: Db, _: Reader, q: Annotated[TopQuery, Query()]
 ) -> Response:
     """The best-selling products over the window; ties go by product id."""

@@ -30,8 +30,9 @@ class Page:
     offset: int
 
 
-class ListParams(BaseModel):
-    """Query parameters every collection takes; a domain's list model adds its filters.
+class PagedParams(BaseModel):
+    """The page of a collection: what every list model takes. A collection with no text
+    fields (sprocket types) builds on this, so it offers no `search` that could match nothing.
 
     One model per list (FastAPI's query-parameter models) is validated in one pass, which
     costs far less per request than a dependency per parameter.
@@ -39,14 +40,20 @@ class ListParams(BaseModel):
 
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Page size, at most 500.")
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Items to skip.")
-    search: str | None = Field(default=None, max_length=200, description="Text to look for.")
-    ordering: str | None = Field(
-        default=None, description="Comma-separated fields, `-` for descending: `-last_name,id`."
-    )
 
     @property
     def page(self) -> Page:
         return Page(limit=self.limit, offset=self.offset)
+
+
+class ListParams(PagedParams):
+    """Query parameters every collection with text fields takes; a domain's list model adds
+    its filters."""
+
+    search: str | None = Field(default=None, max_length=200, description="Text to look for.")
+    ordering: str | None = Field(
+        default=None, description="Comma-separated fields, `-` for descending: `-last_name,id`."
+    )
 
 
 def ordering_field(*fields: str) -> Any:

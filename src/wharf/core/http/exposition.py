@@ -142,6 +142,8 @@ def install(app: FastAPI) -> None:
         METRICS_PATH,
         metrics_public if public else metrics_admin,
         methods=["GET"],
+        # One operation id whichever function serves it (see openapi.operation_id).
+        name="get_metrics",
         response_class=PlainTextResponse,
         tags=["operations"],
         summary="Prometheus metrics",

@@ -10,10 +10,12 @@ document, without anyone remembering to.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
+import fastapi.routing
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from wharf.core.http.responses import PROBLEM_JSON
 
@@ -260,3 +262,44 @@ def install(
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def operation_id(route: APIRoute) -> str:
+    """The one rule for operation ids (FastAPI's `generate_unique_id_function`, set on the
+    app): the endpoint function's name, e.g. `list_customers`. Generated clients name their
+    functions after it; FastAPI's default appends the path and method
+    (`list_customers_api_v1_customers_get`). A name is therefore part of the API: rename an
+    endpoint function only deliberately (tests/operation_ids.txt holds the current ones)."""
+    return route.name
+
+
+def _routes(app: FastAPI) -> Iterable[Any]:
+    """Every route of the app. FastAPI from 0.16x keeps an included router as one lazy
+    branch of `app.routes`; its `iter_route_contexts` walks them, giving each route as
+    included (the app's prefix and id rule applied). Earlier versions copy routes flat."""
+    walk = getattr(fastapi.routing, "iter_route_contexts", None)
+    return cast(Iterable[Any], walk(app.routes) if walk is not None else app.routes)
+
+
+def check_operation_ids(app: FastAPI) -> None:
+    """Refuse to build an app whose document would give two operations one id (FastAPI only
+    warns, and a generated client then silently loses one of them)."""
+    seen: dict[str, str] = {}
+    for route in _routes(app):
+        if not isinstance(getattr(route, "original_route", route), APIRoute):
+            continue
+        if not route.include_in_schema:
+            continue
+        op_id = route.operation_id or route.unique_id
+        where = f"{' '.join(sorted(route.methods))} {route.path}"
+        if len(route.methods) > 1:
+            raise RuntimeError(
+                f"{where} is one endpoint for several methods, so one operation id "
+                f"({op_id!r}) would name several operations: split it."
+            )
+        if op_id in seen:
+            raise RuntimeError(
+                f"Operation id {op_id!r} of {where} is already that of {seen[op_id]}: "
+                "rename one of the endpoint functions."
+            )
+        seen[op_id] = where

@@ -1,0 +1,65 @@
+"""Sprocket fixtures: a factory that creates types through the API and checks they were made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.conftest import UserFactory, auth
+
+Json = dict[str, Any]
+SprocketFactory = Callable[..., Json]
+SPROCKETS = "/api/v1/sprockets"
+# The seed's own example: /api/sprocket/create/5/6/4/7/
+SEED = {"teeth": 5, "pitch_diameter": 6, "outside_diameter": 4, "pitch": 7}
+
+
+def sprocket_url(sprocket_id: int) -> str:
+    return f"{SPROCKETS}/{sprocket_id}"
+
+
+def dims(teeth: int, pitch_diameter: int, outside_diameter: int, pitch: int) -> Json:
+    return {
+        "teeth": teeth,
+        "pitch_diameter": pitch_diameter,
+        "outside_diameter": outside_diameter,
+        "pitch": pitch,
+    }
+
+
+@pytest.fixture
+def new_sprocket(client: TestClient) -> SprocketFactory:
+    """POST a sprocket type (the seed's example unless dimensions are given); return its body."""
+
+    def make(*values: int) -> Json:
+        response = client.post(SPROCKETS, json=dims(*values) if values else SEED)
+        assert response.status_code == 201, response.text
+        body: Json = response.json()
+        return body
+
+    return make
+
+
+@pytest.fixture
+def read_only(make_user: UserFactory) -> dict[str, str]:
+    """Authorization headers of a token that carries only the `read` scope."""
+    _, token = make_user(scopes=frozenset({"read"}))
+    return auth(token)
+
+
+def if_match(version: int) -> dict[str, str]:
+    return {"If-Match": f'"{version}"'}
+
+
+def ids(page: Json) -> list[int]:
+    return [item["id"] for item in page["items"]]
+
+
+def read(client: TestClient, sprocket_id: int) -> Json:
+    response = client.get(sprocket_url(sprocket_id))
+    assert response.status_code == 200, response.text
+    body: Json = response.json()
+    return body
