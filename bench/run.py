@@ -36,6 +36,7 @@ LIST_PATH = "/api/v1/customers?company_id=2&status=active&ordering=-last_name"
 # `--only NAME` runs another suite: that module's `main(argv, command=...)` takes the rest.
 SUITES = {
     "certificates": "bench.certificates",
+    "factories": "bench.factories",
     "keys": "bench.keyring_cost",
     "notify": "bench.notify_latency",
     "sales": "bench.sales",

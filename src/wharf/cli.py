@@ -27,6 +27,8 @@ from wharf.core.keys import Keyring
 from wharf.core.logging import server_log_config
 from wharf.core.protect.idempotency import purge_expired
 from wharf.crm import demo as crm_demo
+from wharf.factories import demo as factories_demo
+from wharf.factories.cli import factories
 from wharf.sales import demo as sales_demo
 from wharf.sales.cli import sales
 
@@ -38,6 +40,7 @@ app.add_typer(idempotency, name="idempotency")
 app.add_typer(keys, name="keys")
 app.add_typer(webhooks, name="webhooks")
 app.add_typer(sales, name="sales")
+app.add_typer(factories, name="factories")
 
 DEMO_ADMIN = "admin@wharf.local"
 # Measured (bench/RESULTS.md): under saturation uvloop left about 1% of requests waiting 1-2 s
@@ -104,6 +107,7 @@ def demo() -> None:
         loaded = crm_demo.load(conn)
         admin = _ensure_admin(conn, password_file)
         certificates_demo.load(conn, keyring=Keyring.load(settings), owner=admin)
+        plants = factories_demo.load(conn)
         token = accounts.issue_token(
             conn,
             user_id=admin,
@@ -115,12 +119,19 @@ def demo() -> None:
     days = sales_demo.load(engine, inbox)
     typer.echo("Demo data loaded." if loaded else "Demo data already present; kept as it is.")
     typer.echo(f"Sales: {days} new daily files ingested from {inbox} (see {inbox / 'done'}).")
+    made = plants.report["factories"]["created"] + (1 if plants.demo_readings else 0)
+    typer.echo(
+        f"Factories: {made} new, {plants.demo_readings:,} demo readings "
+        f"({factories_demo.DEMO_NAME})."
+    )
     typer.echo(
         f"\nLog in at http://127.0.0.1:8000/docs (Authorize) as {DEMO_ADMIN} with the password\n"
         f"in {password_file}, or use this bearer token (valid for 24 hours):\n\n"
         f"  export TOKEN={token}\n"
         '  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/companies/1/customers\n'
         '  curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8000/api/v1/sales/products/1?days=7"\n'
+        '  curl -H "Authorization: Bearer $TOKEN" '
+        f'"http://127.0.0.1:8000/api/v1/factories/{plants.demo_factory_id}/chart-data?bucket=1d"\n'
     )
 
 

@@ -126,7 +126,7 @@ async def rotate_webhook_secret(
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=PageOf[DeliveryRead])
-async def list_deliveries(
+async def list_webhook_deliveries(
     webhook_id: int,
     request: Request,
     db: Db,
@@ -140,14 +140,14 @@ async def list_deliveries(
 
 
 @router.get("/webhooks/deliveries/{delivery_id}", response_model=DeliveryDetail)
-async def get_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
+async def get_webhook_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
     """One delivery, with the history of its attempts."""
     row = outbox.delivery_with_attempts(db, delivery_id=delivery_id)
     return versioned_response(request, _delivery(request, row))
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=DeliveryRead)
-async def retry_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
+async def retry_webhook_delivery(delivery_id: int, request: Request, db: Db, _: Admin) -> Response:
     """Send a failed delivery again (same `webhook-id`, a fresh retry schedule); 409 unless
     it failed."""
     row = outbox.retry_delivery(db, delivery_id=delivery_id)
