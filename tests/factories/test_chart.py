@@ -157,6 +157,25 @@ def test_raw_readings_when_they_fit_else_the_smallest_bucket_that_does(
     assert chart(client, factory_id, max_points=4)["points"] == 5
 
 
+def test_an_explicit_bucket_is_capped_only_by_the_hard_limit(
+    client: TestClient, random_factory: tuple[int, Rows]
+) -> None:
+    factory_id, rows = random_factory
+    # 1m over 26 days is 37,000 buckets, past any cap; 15m is 2,497: past the default 1,000
+    # that the automatic choice uses, within the 10,000 an explicit bucket may ask for.
+    quarters = chart(client, factory_id, bucket="15m")
+    assert quarters["bucket"] == "15m"
+    assert arrays(quarters) == reference(rows, BASE, BASE + 26 * 86400, "15m")
+    assert quarters["points"] > 1_000
+    refused = client.get(
+        f"/api/v1/factories/{factory_id}/chart-data", params={"bucket": "15m", "max_points": 2000}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["query", "bucket"]
+    too_many = client.get(f"/api/v1/factories/{factory_id}/chart-data", params={"bucket": "1m"})
+    assert too_many.status_code == 422
+
+
 def test_from_and_to_take_iso_8601_and_unix_seconds(
     client: TestClient, random_factory: tuple[int, Rows]
 ) -> None:

@@ -1,9 +1,8 @@
-"""The demo: the seed's files through the loader, and a year of readings every 30 s loaded
-in seconds, with rollups that agree with the readings."""
+"""The demo: the seed's files through the loader, and a year of readings every 30 s, with
+rollups that agree with the readings. (How fast it loads is bench/factories.py's to say.)"""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
@@ -16,15 +15,12 @@ from wharf.factories.models import DailyRollup, Factory, Reading
 TODAY = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 
 
-def test_the_demo_loads_a_year_in_seconds_and_only_once(client: TestClient, engine: Engine) -> None:
-    started = time.perf_counter()
+def test_the_demo_loads_a_year_and_only_once(client: TestClient, engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execution_options(wharf_write=True)
         with conn.begin():
             loaded = demo.load(conn, today=TODAY)
-    seconds = time.perf_counter() - started
 
-    assert seconds < 10, seconds
     assert loaded.demo_readings == 365 * 2880
     assert loaded.report["factories"]["created"] == 3
     assert loaded.report["sprocket_types"] == {"created": 1, "unchanged": 0, "duplicates": 2}

@@ -151,6 +151,22 @@ def test_renaming_onto_another_name_is_409(client: TestClient, new_factory: Fact
     assert client.get(url(other["id"])).json()["name"] == "Mine"
 
 
+def test_appended_readings_are_located_by_their_chart_data_window(
+    client: TestClient, new_factory: FactoryFactory
+) -> None:
+    factory_id = new_factory()["id"]
+    batch = [{"time": t, "actual": 3, "goal": 4} for t in (500, 100, 300)]
+
+    response = client.post(f"/api/v1/factories/{factory_id}/readings", json=batch)
+
+    assert response.status_code == 201
+    location = response.headers["Location"]
+    assert location.endswith(f"/api/v1/factories/{factory_id}/chart-data?from=100&to=501")
+    window = client.get(location).json()
+    assert window["time"] == [100, 300, 500]
+    assert window["sprocket_production_actual"] == [3, 3, 3]
+
+
 def test_appending_readings_changes_the_version_and_etag(
     client: TestClient, new_factory: FactoryFactory, append: Append
 ) -> None:

@@ -157,6 +157,10 @@ def blank_name(document: Json) -> None:
     document["factories"][1]["factory"]["name"] = "  "
 
 
+def control_name(document: Json) -> None:
+    document["factories"][1]["factory"]["name"] = "Plant\u0000 2"  # PostgreSQL refuses NUL
+
+
 T = "factories[1].factory.chart_data"
 BAD_FILES: list[tuple[str, Any, str]] = [
     ("top-level-array", [], "the file"),
@@ -208,6 +212,12 @@ BAD_FILES: list[tuple[str, Any, str]] = [
     ("same-time-twice", seed_with(setter(1, "time", 7, 1611205178)), f"{T}.time[7]"),
     ("same-time-far-apart", seed_with(setter(1, "time", 7, 1611204818)), f"{T}.time[7]"),
     ("blank-name", seed_with(blank_name), "factories[1].factory.name"),
+    ("control-in-name", seed_with(control_name), "factories[1].factory.name"),
+    (
+        "nested-where-a-number-goes",
+        seed_with(setter(1, "time", 4, [[[[1]]]])),
+        f"{T}.time[4]",
+    ),
     ("name-twice", seed_with(named_twice), "factories[2].factory.name"),
     (
         "sprocket-zero",
@@ -275,6 +285,15 @@ def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
     )
 
     assert response.status_code == 400
+    assert "not JSON" in response.json()["detail"]
+
+
+def test_json_nested_past_any_parser_is_400_not_a_crash(client: TestClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000  # orjson and Python's json both give up on it
+
+    response = client.post(IMPORTS, content=deep, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
     assert "not JSON" in response.json()["detail"]
 
 

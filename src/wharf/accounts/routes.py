@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from starlette.concurrency import run_in_threadpool
 
@@ -23,10 +23,11 @@ from wharf.core.data.pagination import PageOf, PageParams, page_response
 from wharf.core.deps import SettingsDep, base_url
 from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
 from wharf.core.http.responses import JSONBytes
+from wharf.core.http.routing import Router
 from wharf.core.http.schemas import MAX_INT, MIN_INT
 from wharf.core.security import Admin, Reader, Writer
 
-router = APIRouter()
+router = Router()
 
 
 def _user(request: Request, row: dict[str, Any]) -> dict[str, Any]:

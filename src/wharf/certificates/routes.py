@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from wharf.certificates import service
 from wharf.certificates.schemas import (
@@ -17,9 +17,10 @@ from wharf.core.data.db import Db
 from wharf.core.data.pagination import PageOf, page_response
 from wharf.core.deps import KeyringDep, base_url
 from wharf.core.http.concurrency import optional_precondition, versioned_response
+from wharf.core.http.routing import Router
 from wharf.core.security import Reader, Writer
 
-router = APIRouter(tags=["certificates"])
+router = Router(tags=["certificates"])
 PATH = "/users/{user_id}/certificates"
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from wharf.core.data.crud import Resource
 from wharf.core.data.db import Db
 from wharf.core.data.pagination import Page, PageOf, page_response
 from wharf.core.deps import base_url
 from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
+from wharf.core.http.routing import Router
 from wharf.core.security import Reader, Writer
 from wharf.crm import service
 from wharf.crm.schemas import (
@@ -35,7 +36,7 @@ from wharf.crm.schemas import (
 )
 from wharf.crm.service import COMPANIES, CUSTOMERS, NOTES, CustomerFilter
 
-router = APIRouter()
+router = Router()
 
 
 def _one(request: Request, res: Resource, row: dict[str, Any], status: int = 200) -> Response:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, TextClause, text
 
@@ -96,11 +96,14 @@ def _bucketed(bucket: int, shape: tuple[int, ...]) -> TextClause:
     parts = []
     for n, width in enumerate(shape):
         table, column, _ = _source(width)
+        where = f"WHERE factory_id = :factory_id AND {column} >= :lo{n} AND {column} < :hi{n}"
+        if width == bucket:  # a rollup row is one bucket already: no grouping to do
+            parts.append(f"SELECT {column} AS b, actual AS a, goal AS g FROM {table} {where}")  # noqa: S608
+            continue
         expression = _expression(column, bucket)
         parts.append(
             f"SELECT {expression} AS b, sum(actual) AS a, sum(goal) AS g FROM {table} "  # noqa: S608
-            f"WHERE factory_id = :factory_id AND {column} >= :lo{n} AND {column} < :hi{n} "
-            f"GROUP BY {expression}"
+            f"{where} GROUP BY {expression}"
         )
     union = " UNION ALL ".join(parts)
     # CAST: PostgreSQL sums BIGINT into NUMERIC; both databases then answer plain integers.
@@ -159,13 +162,14 @@ def bucketed(
     if not pieces:
         return []
     statement = _bucketed(bucket, tuple(w for w, _, _ in pieces))
-    found = conn.execute(statement, _bounds(factory_id, pieces))
-    return [(int(b), int(a), int(g)) for b, a, g in found]
+    # Fetched whole (one driver call, not one per row); both drivers give plain ints here.
+    found = conn.execute(statement, _bounds(factory_id, pieces)).all()
+    return cast(list[tuple[int, int, int]], found)  # Rows unpack as (time, actual, goal)
 
 
 def raw(conn: Connection, factory_id: int, low: int, high: int) -> list[tuple[int, int, int]]:
-    found = conn.execute(_RAW, {"factory_id": factory_id, "lo": low, "hi": high})
-    return [(int(t), int(a), int(g)) for t, a, g in found]
+    params = {"factory_id": factory_id, "lo": low, "hi": high}
+    return cast(list[tuple[int, int, int]], conn.execute(_RAW, params).all())
 
 
 def span(bucket: int, first: int, last: int) -> int:
@@ -195,6 +199,9 @@ def chart(
     if low is not None and high is not None and low < high:
         if bucket is None and count(conn, factory_id, low, high) <= max_points:
             rows = raw(conn, factory_id, low, high)
+        elif bucket is not None and span(BUCKETS[bucket], low, high - 1) <= max_points:
+            # The window itself fits: no need to find where its readings begin and end.
+            rows = bucketed(conn, factory_id, BUCKETS[bucket], low, high)
         else:
             first, last = conn.execute(
                 _WITHIN, {"factory_id": factory_id, "lo": low, "hi": high}
@@ -211,10 +218,13 @@ def chart(
                         loc=["query", "bucket"],
                     )
                 rows = bucketed(conn, factory_id, seconds, low, high)
+    times, actual, goal = (
+        (list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [])
+    )
     return {
-        "sprocket_production_actual": [a for _, a, _ in rows],
-        "sprocket_production_goal": [g for _, _, g in rows],
-        "time": [t for t, _, _ in rows],
+        "sprocket_production_actual": actual,
+        "sprocket_production_goal": goal,
+        "time": times,
         "from": low,
         "to": high,
         "bucket": chosen,
@@ -238,5 +248,9 @@ def window(start: int | None, end: int | None, extent: tuple[int | None, int | N
     low = start if start is not None else first
     high = end if end is not None else (None if last is None else last + 1)
     if low is not None and high is not None and high < low:
-        high = low  # a default `to` before the given `from`: an empty window
+        # One end given, the other defaulted past it: an empty window at the given end.
+        if start is None:
+            low = high
+        else:
+            high = low
     return Window(low, high)

@@ -68,7 +68,7 @@ def decode(data: bytes | str) -> Any:
         # parser reads them, and the bounds below then name the value's place.
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's
             raise NotJson(f"The file is not JSON: {exc}.") from None
 
 
@@ -109,8 +109,11 @@ def _integer(value: Any, path: Path, low: int, high: int, what: str) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 30.0 is an integer to JSON (and JSON Schema); 30.5 is not
     if not isinstance(value, int) or isinstance(value, bool):
-        shown = json.dumps(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        if isinstance(value, (dict, list)):
+            shown = "an object" if isinstance(value, dict) else "an array"
+        else:
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise Refused(path, f"must be an integer, not {shown}")
     if value < low:
         raise Refused(path, f"{what} cannot be below {low} (got {value})")
@@ -145,6 +148,8 @@ def _name(factory: dict[str, Any], path: Path, index: int) -> str:
     name = factory["name"]
     if not isinstance(name, str) or not name.strip():
         raise Refused([*path, "name"], "must be a non-blank string")
+    if not name.isprintable():  # NUL and other controls: PostgreSQL refuses NUL in text
+        raise Refused([*path, "name"], "holds a control character")
     if len(name.strip()) > NAME_LENGTH:
         raise Refused([*path, "name"], f"is longer than {NAME_LENGTH} characters")
     return name.strip()
@@ -197,11 +202,21 @@ def _counts() -> dict[str, int]:
     return {"created": 0, "unchanged": 0, "duplicates": 0}
 
 
+def load_document(conn: Connection, data: bytes | str) -> dict[str, dict[str, int]]:
+    """Check one file and load it: `parse`, then `load` (the HTTP import)."""
+    return load(conn, [parse(data)])
+
+
 def load(conn: Connection, files: list[Parsed]) -> dict[str, dict[str, int]]:
     """Write what checked files hold that is not stored yet, in the caller's transaction,
     and count it. A file's reading that differs from the stored one at its time is a
     conflict (409): readings are appended, never rewritten."""
     report = {"factories": _counts(), "readings": _counts(), "sprocket_types": _counts()}
+    # Every factory the files name is locked before anything is written, in id order. A
+    # write bumps the cache generation (its row is then held to the commit), and an append
+    # locks its factory before it bumps: locking a factory after a first write could
+    # deadlock with an append on PostgreSQL.
+    service.lock_named(conn, [s.name for parsed in files for s in parsed.factories])
     for parsed in files:
         for series in parsed.factories:
             _load_series(conn, series, report)

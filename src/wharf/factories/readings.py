@@ -1,9 +1,10 @@
 """Writing readings in bulk, with their hourly and daily rollups in the same transaction.
 
 This module is the only writer of `factory_readings`. The `factories` cache generation is
-bumped by triggers on the factories and rollup tables, not on the readings (on SQLite a row
-trigger would cost an UPDATE per reading), so a write of readings that left the rollups alone
-would also leave stale answers in the cache: `store` always writes both.
+bumped by triggers on the factories and rollup tables, and on PostgreSQL on the readings too
+(one bump per statement). SQLite has no trigger there (a row trigger would cost an UPDATE per
+reading): its readings are append-only (an UPDATE is refused), and a write of readings that
+left the rollups alone would leave stale answers in the cache: `store` always writes both.
 """
 
 from __future__ import annotations

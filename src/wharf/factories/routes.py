@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.routing import APIRoute
-from starlette.routing import Match
-from starlette.types import Scope
+from fastapi import Query, Request, Response
 
 from wharf.core.data.db import Db
 from wharf.core.data.pagination import PageOf, page_response
@@ -20,8 +17,10 @@ from wharf.core.http.concurrency import (
     versioned_response,
 )
 from wharf.core.http.responses import JSONBytes, dumps
+from wharf.core.http.routing import Router
 from wharf.core.security import Admin, Reader, Writer
 from wharf.factories import imports, service
+from wharf.factories.chart import DEFAULT_POINTS, MAX_POINTS
 from wharf.factories.schemas import (
     AppendReport,
     ChartData,
@@ -39,21 +38,10 @@ from wharf.factories.schemas import (
 from wharf.factories.service import FACTORIES
 from wharf.sprockets.schemas import BOUNDS
 
-
-class _Route(APIRoute):
-    """A route whose `{factory_id}` matches digits only. `/factories/imports` sits beside
-    `/factories/{factory_id}`: without this, `PUT /factories/imports` reached the factory's
-    PUT and answered 422 (not an integer) instead of 405 (the path takes only POST)."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child = super().matches(scope)
-        factory_id = child.get("path_params", {}).get("factory_id", "0")
-        if match is not Match.NONE and not (factory_id.isascii() and factory_id.isdigit()):
-            return Match.NONE, {}
-        return match, child
-
-
-router = APIRouter(prefix="/factories", tags=["factories"], route_class=_Route)
+# `{factory_id:int}` matches digits only: `/factories/imports` sits beside the factory's
+# paths, and `PUT /factories/imports` must be 405 (that path takes only POST), not a 422 for
+# a factory id that is not a number.
+router = Router(prefix="/factories", tags=["factories"])
 
 
 def _one(request: Request, row: dict[str, Any], status: int = 200) -> Response:
@@ -100,17 +88,16 @@ async def import_factory_file(request: Request, db: Db, _: Admin) -> Response:
     """Load one of the seed's files (`{"factories": [...]}` or `{"sprockets": [...]}`), as
     `wharf factories load` does: nothing already stored is added again, and bad input is
     refused whole (422 naming its place, e.g. `factories[1].factory.chart_data.time[7]`)."""
-    parsed = imports.parse(await request.body())
-    return JSONBytes(dumps(imports.load(db, [parsed])))
+    return JSONBytes(dumps(imports.load_document(db, await request.body())))
 
 
-@router.get("/{factory_id}", response_model=FactoryDetail)
+@router.get("/{factory_id:int}", response_model=FactoryDetail)
 async def get_factory(factory_id: int, request: Request, db: Db, _: Reader) -> Response:
     """One factory, its summary and `chart_data` as /chart-data gives it by default."""
     return _one(request, service.factory_detail(db, factory_id=factory_id))
 
 
-@router.put("/{factory_id}", response_model=FactoryRead)
+@router.put("/{factory_id:int}", response_model=FactoryRead)
 async def replace_factory(
     factory_id: int, body: FactoryReplace, request: Request, db: Db, _: Writer
 ) -> Response:
@@ -121,7 +108,7 @@ async def replace_factory(
     return _one(request, row)
 
 
-@router.patch("/{factory_id}", response_model=FactoryRead)
+@router.patch("/{factory_id:int}", response_model=FactoryRead)
 async def patch_factory(
     factory_id: int, body: FactoryPatch, request: Request, db: Db, _: Writer
 ) -> Response:
@@ -133,14 +120,14 @@ async def patch_factory(
     return _one(request, row)
 
 
-@router.delete("/{factory_id}", status_code=204)
+@router.delete("/{factory_id:int}", status_code=204)
 async def delete_factory(factory_id: int, request: Request, db: Db, _: Writer) -> Response:
     """Delete a factory with its readings."""
     service.delete_factory(db, factory_id=factory_id, expected=optional_precondition(request))
     return Response(status_code=204)
 
 
-@router.post("/{factory_id}/readings", status_code=201, response_model=AppendReport)
+@router.post("/{factory_id:int}/readings", status_code=201, response_model=AppendReport)
 async def append_factory_readings(
     factory_id: int, body: Readings, request: Request, db: Db, _: Writer
 ) -> Response:
@@ -148,11 +135,16 @@ async def append_factory_readings(
     times) and nothing is appended; send an `Idempotency-Key` to retry a batch safely."""
     rows = [(r["time"], r["actual"], r["goal"]) for r in body]
     report = service.append_readings(db, factory_id=factory_id, rows=rows)
-    report["factory"] = FACTORIES.render(base_url(request), report["factory"])
-    return JSONBytes(dumps(report), status_code=201)
+    base = base_url(request)
+    report["factory"] = FACTORIES.render(base, report["factory"])
+    # What was created is a stretch of the series: Location is the chart-data window of it.
+    times = [t for t, _, _ in rows]
+    window = f"from={min(times)}&to={max(times) + 1}"
+    location = f"{base}/api/v1/factories/{factory_id}/chart-data?{window}"
+    return JSONBytes(dumps(report), status_code=201, headers={"Location": location})
 
 
-@router.get("/{factory_id}/chart-data", response_model=ChartData)
+@router.get("/{factory_id:int}/chart-data", response_model=ChartData)
 async def get_factory_chart_data(
     factory_id: int, request: Request, db: Db, _: Reader, q: Annotated[ChartQuery, Query()]
 ) -> Response:
@@ -165,6 +157,7 @@ async def get_factory_chart_data(
         start=q.from_,
         end=q.to,
         bucket=q.bucket,
-        max_points=q.max_points,
+        # An explicit bucket is the caller's choice: only the hard cap limits it.
+        max_points=q.max_points or (DEFAULT_POINTS if q.bucket is None else MAX_POINTS),
     )
     return _json(request, found)

@@ -123,7 +123,14 @@ class ChartQuery(BaseModel):
         "Monday). Without it: raw readings if they fit max_points, else the smallest bucket "
         "that does.",
     )
-    max_points: int = Field(default=DEFAULT_POINTS, ge=1, le=MAX_POINTS)
+    max_points: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_POINTS,
+        description=f"The most points to answer. Without a bucket (default {DEFAULT_POINTS:,}): "
+        "raw readings up to this many, else the smallest bucket that fits. With a bucket "
+        f"(default {MAX_POINTS:,}): more buckets than this over the window is 422.",
+    )
 
 
 def _whole_numbers(value: Any) -> Any:

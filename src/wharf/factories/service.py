@@ -128,18 +128,20 @@ def chart_data(
     bucket: str | None,
     max_points: int,
 ) -> dict[str, Any]:
-    if not crud.exists(conn, FACTORIES, factory_id):
-        raise NotFound(f"No factory {factory_id}.")
     extent: tuple[int | None, int | None] = (None, None)
     if start is None or end is None:
         extent = readings.extent(conn, factory_id)
-    return chart.chart(
+    found = chart.chart(
         conn,
         factory_id,
         window=chart.window(start, end, extent),
         bucket=bucket,
         max_points=max_points,
     )
+    # Readings belong to a factory that exists: only an empty answer needs the check.
+    if found["points"] == 0 and not crud.exists(conn, FACTORIES, factory_id):
+        raise NotFound(f"No factory {factory_id}.")
+    return found
 
 
 def _name_free(conn: Connection, name: str, *, other_than: int | None = None) -> None:
@@ -177,6 +179,14 @@ def change_factory(
 def delete_factory(conn: Connection, *, factory_id: int, expected: Precondition | None) -> None:
     """Deletes the factory's readings and rollups with it (ON DELETE CASCADE)."""
     crud.remove(conn, FACTORIES, factory_id, expected)
+
+
+def lock_named(conn: Connection, names: list[str]) -> None:
+    """Hold the rows of the factories with these names (those that exist), in id order, so
+    that writers taking several factories take them in one order."""
+    if names:
+        query = select(Factory.id).where(Factory.name.in_(names)).order_by(Factory.id)
+        conn.execute(query.with_for_update()).all()
 
 
 def lock(conn: Connection, factory_id: int) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi import Query, Request, Response
 
 from wharf.core.data.db import Db
 from wharf.core.data.pagination import PageOf, PageParams, page_response
@@ -17,6 +17,7 @@ from wharf.core.deps import SettingsDep, base_url
 from wharf.core.errors import PayloadTooLarge, UnsupportedMediaType
 from wharf.core.http.concurrency import body_etag, not_modified
 from wharf.core.http.responses import JSONBytes, dumps
+from wharf.core.http.routing import Router
 from wharf.core.http.schemas import Day
 from wharf.core.security import Reader, StreamWriter
 from wharf.sales import service
@@ -36,7 +37,7 @@ from wharf.sales.schemas import (
     Window,
 )
 
-router = APIRouter(prefix="/sales", tags=["sales"])
+router = Router(prefix="/sales", tags=["sales"])
 NDJSON = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
 ProductId = Annotated[int, PathParam(ge=0, le=2**63 - 1)]
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from wharf.core.data.db import Db
 from wharf.core.data.pagination import PageOf, page_response
 from wharf.core.deps import base_url
 from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
+from wharf.core.http.routing import Router
 from wharf.core.security import Reader, Writer
 from wharf.sprockets import service
 from wharf.sprockets.schemas import (
@@ -26,7 +27,7 @@ from wharf.sprockets.schemas import (
 )
 from wharf.sprockets.service import SPROCKETS
 
-router = APIRouter(prefix="/sprockets", tags=["sprockets"])
+router = Router(prefix="/sprockets", tags=["sprockets"])
 
 
 def _one(request: Request, row: dict[str, Any], status: int = 200) -> Response:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from wharf.core.data.db import Db
 from wharf.core.data.pagination import PageOf, PageParams, page_response
 from wharf.core.deps import KeyringDep, OutboundDep, SettingsDep, base_url
 from wharf.core.http.concurrency import optional_precondition, precondition, versioned_response
+from wharf.core.http.routing import Router
 from wharf.core.security import Admin
 from wharf.core.webhooks import outbox, service
 from wharf.core.webhooks.schemas import (
@@ -24,7 +25,7 @@ from wharf.core.webhooks.schemas import (
     WebhookRead,
 )
 
-router = APIRouter(tags=["webhooks"])
+router = Router(tags=["webhooks"])
 
 
 def _endpoint(request: Request, row: dict[str, Any], status: int = 200) -> Response:

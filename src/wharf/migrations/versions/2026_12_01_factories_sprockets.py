@@ -20,11 +20,28 @@ depends_on: str | Sequence[str] | None = None
 
 TZ = sa.DateTime(timezone=True)
 ROLLUPS = ("factory_rollups_hourly", "factory_rollups_daily")
-# The `factories` generation is bumped by every table its answers read, except the readings:
-# each write of readings writes the hourly and daily rollups in the same transaction (the
-# service is the only writer, and the rollups would be wrong otherwise), and those bump it.
-# On SQLite a row trigger on the readings would cost an UPDATE per reading.
+# The `factories` generation is bumped by every table its answers read, so that no writer,
+# the service or any other (a script, psql), can leave a stale answer in the cache.
+# - PostgreSQL: the readings bump it too. Its triggers are statement-level, so that costs one
+#   UPDATE per statement (one per COPY of a batch), whatever the number of rows.
+# - SQLite has row triggers only: one on the readings would cost an UPDATE of the counter per
+#   reading, a million for the demo's year. There the readings are append-only instead (an
+#   UPDATE of one is refused by APPEND_ONLY), and every insert of readings goes with the
+#   upserts of its hourly and daily rollups in the same transaction, which bump the
+#   generation. A DELETE is not refused, so that deleting a factory still cascades to its
+#   readings (the factories table bumps then); deleting single readings by hand would leave
+#   the rollups wrong on either database.
 BUMPING = ("factories", *ROLLUPS, "sprocket_types")
+BUMPING_ON_POSTGRESQL = (*BUMPING, "factory_readings")
+APPEND_ONLY = (
+    "CREATE TRIGGER trg_factory_readings_append_only BEFORE UPDATE ON factory_readings "
+    "BEGIN SELECT RAISE(ABORT, 'factory readings are append-only: append new times, or delete "
+    "the factory'); END"
+)
+
+
+def _bumping(dialect: str) -> tuple[str, ...]:
+    return BUMPING_ON_POSTGRESQL if dialect == "postgresql" else BUMPING
 
 
 def upgrade() -> None:
@@ -106,14 +123,18 @@ def upgrade() -> None:
         )
     )
     dialect = op.get_bind().dialect.name
-    for table in BUMPING:
+    for table in _bumping(dialect):
         for statement in create_trigger_sql(dialect, table, "factories"):
             op.execute(statement)
+    if dialect == "sqlite":
+        op.execute(APPEND_ONLY)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    for table in BUMPING:
+    if dialect == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS trg_factory_readings_append_only")
+    for table in _bumping(dialect):
         for statement in drop_trigger_sql(dialect, table):
             op.execute(statement)
     op.execute("DELETE FROM cache_generations WHERE name = 'factories'")
