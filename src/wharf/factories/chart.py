@@ -91,8 +91,9 @@ def _source(width: int) -> tuple[str, str, str]:
 
 
 @lru_cache(maxsize=256)
-def _bucketed(bucket: int, shape: tuple[int, ...]) -> TextClause:
-    """One statement per bucket and sequence of sources; the bounds are parameters."""
+def _bucketed(bucket: int, shape: tuple[int, ...], disjoint: bool) -> TextClause:
+    """One statement per bucket and sequence of sources; the bounds are parameters. When no
+    bucket spans two pieces (`disjoint`), each piece's rows are final and are only ordered."""
     parts = []
     for n, width in enumerate(shape):
         table, column, _ = _source(width)
@@ -101,16 +102,22 @@ def _bucketed(bucket: int, shape: tuple[int, ...]) -> TextClause:
             parts.append(f"SELECT {column} AS b, actual AS a, goal AS g FROM {table} {where}")  # noqa: S608
             continue
         expression = _expression(column, bucket)
+        # CAST: PostgreSQL sums BIGINT into NUMERIC; both databases then answer plain ints.
         parts.append(
-            f"SELECT {expression} AS b, sum(actual) AS a, sum(goal) AS g FROM {table} "  # noqa: S608
-            f"{where} GROUP BY {expression}"
+            f"SELECT {expression} AS b, CAST(sum(actual) AS BIGINT) AS a, "  # noqa: S608
+            f"CAST(sum(goal) AS BIGINT) AS g FROM {table} {where} GROUP BY {expression}"
         )
     union = " UNION ALL ".join(parts)
-    # CAST: PostgreSQL sums BIGINT into NUMERIC; both databases then answer plain integers.
+    if disjoint:
+        return text(f"SELECT b, a, g FROM ({union}) AS pieces ORDER BY b")  # noqa: S608
     return text(
         "SELECT b, CAST(sum(a) AS BIGINT), CAST(sum(g) AS BIGINT) "  # noqa: S608
         f"FROM ({union}) AS pieces GROUP BY b ORDER BY b"
     )
+
+
+def _aligned(bucket: int, time: int) -> bool:
+    return bucket_start(bucket, time) == time
 
 
 @lru_cache(maxsize=64)
@@ -161,7 +168,10 @@ def bucketed(
     pieces = segments(low, high, _widths(bucket))
     if not pieces:
         return []
-    statement = _bucketed(bucket, tuple(w for w, _, _ in pieces))
+    # Pieces meet only at bucket starts (say, hourly rollups with raw edges, for 1h): then
+    # no bucket gathers rows from two pieces.
+    disjoint = all(_aligned(bucket, high) for _, _, high in pieces[:-1])
+    statement = _bucketed(bucket, tuple(w for w, _, _ in pieces), disjoint)
     # Fetched whole (one driver call, not one per row); both drivers give plain ints here.
     found = conn.execute(statement, _bounds(factory_id, pieces)).all()
     return cast(list[tuple[int, int, int]], found)  # Rows unpack as (time, actual, goal)
