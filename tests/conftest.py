@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -199,3 +200,21 @@ def client(anon: TestClient, make_user: UserFactory) -> TestClient:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# Shared by the domains' tests.
+
+
+@pytest.fixture
+def read_only(make_user: UserFactory) -> dict[str, str]:
+    """Authorization headers of a token that carries only the `read` scope."""
+    _, token = make_user(scopes=frozenset({"read"}))
+    return auth(token)
+
+
+def if_match(version: int) -> dict[str, str]:
+    return {"If-Match": f'"{version}"'}
+
+
+def ids(page: dict[str, Any]) -> list[int]:
+    return [item["id"] for item in page["items"]]

@@ -10,8 +10,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import UserFactory, auth
-
 Json = dict[str, Any]
 CompanyFactory = Callable[..., Json]
 CustomerFactory = Callable[..., Json]
@@ -74,21 +72,6 @@ def new_note(client: TestClient) -> NoteFactory:
         return body
 
     return make
-
-
-@pytest.fixture
-def read_only(make_user: UserFactory) -> dict[str, str]:
-    """Authorization headers of a token that carries only the `read` scope."""
-    _, token = make_user(scopes=frozenset({"read"}))
-    return auth(token)
-
-
-def if_match(version: int) -> dict[str, str]:
-    return {"If-Match": f'"{version}"'}
-
-
-def ids(page: Json) -> list[int]:
-    return [item["id"] for item in page["items"]]
 
 
 def split(url: str) -> tuple[str, dict[str, str]]:

@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 from starlette.testclient import TestClient
 
-from tests.crm.conftest import CompanyFactory, CustomerFactory, Json, ids, if_match
+from tests.conftest import ids, if_match
+from tests.crm.conftest import CompanyFactory, CustomerFactory, Json
 
 COMPANIES = "/api/v1/companies"
 

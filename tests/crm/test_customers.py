@@ -10,15 +10,8 @@ import pytest
 from sqlalchemy import Engine, update
 from starlette.testclient import TestClient
 
-from tests.crm.conftest import (
-    CompanyFactory,
-    CustomerFactory,
-    Json,
-    NoteFactory,
-    ids,
-    if_match,
-    split,
-)
+from tests.conftest import ids, if_match
+from tests.crm.conftest import CompanyFactory, CustomerFactory, Json, NoteFactory, split
 from wharf.crm.models import Customer
 
 CUSTOMERS = "/api/v1/customers"

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
-from tests.crm.conftest import CustomerFactory, Json, NoteFactory, ids, if_match
+from tests.conftest import ids, if_match
+from tests.crm.conftest import CustomerFactory, Json, NoteFactory
 from wharf.crm.models import Customer, Note
 
 NOTES = "/api/v1/notes"

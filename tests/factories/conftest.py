@@ -50,7 +50,3 @@ def chart(client: TestClient, factory_id: int, **params: Any) -> Json:
     assert response.status_code == 200, response.text
     body: Json = response.json()
     return body
-
-
-def if_match(version: int) -> dict[str, str]:
-    return {"If-Match": f'"{version}"'}

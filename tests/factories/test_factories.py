@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
-from tests.conftest import UserFactory, auth
-from tests.factories.conftest import FACTORIES, Append, FactoryFactory, if_match
+from tests.conftest import UserFactory, auth, if_match
+from tests.factories.conftest import FACTORIES, Append, FactoryFactory
 from wharf.core.metrics import CACHE
 from wharf.factories.models import DailyRollup, HourlyRollup, Reading
 

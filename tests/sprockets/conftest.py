@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import UserFactory, auth
-
 Json = dict[str, Any]
 SprocketFactory = Callable[..., Json]
 SPROCKETS = "/api/v1/sprockets"
@@ -41,21 +39,6 @@ def new_sprocket(client: TestClient) -> SprocketFactory:
         return body
 
     return make
-
-
-@pytest.fixture
-def read_only(make_user: UserFactory) -> dict[str, str]:
-    """Authorization headers of a token that carries only the `read` scope."""
-    _, token = make_user(scopes=frozenset({"read"}))
-    return auth(token)
-
-
-def if_match(version: int) -> dict[str, str]:
-    return {"If-Match": f'"{version}"'}
-
-
-def ids(page: Json) -> list[int]:
-    return [item["id"] for item in page["items"]]
 
 
 def read(client: TestClient, sprocket_id: int) -> Json:

@@ -6,14 +6,8 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from tests.sprockets.conftest import (
-    SPROCKETS,
-    Json,
-    SprocketFactory,
-    ids,
-    if_match,
-    sprocket_url,
-)
+from tests.conftest import ids, if_match
+from tests.sprockets.conftest import SPROCKETS, Json, SprocketFactory, sprocket_url
 from wharf.core.metrics import CACHE
 
 FIELDS = ("teeth", "pitch_diameter", "outside_diameter", "pitch")

@@ -8,13 +8,13 @@ from datetime import datetime
 import pytest
 from starlette.testclient import TestClient
 
+from tests.conftest import if_match
 from tests.sprockets.conftest import (
     SEED,
     SPROCKETS,
     Json,
     SprocketFactory,
     dims,
-    if_match,
     read,
     sprocket_url,
 )
