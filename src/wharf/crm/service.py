@@ -81,16 +81,8 @@ def _current(
     return current
 
 
-def _name_free(conn: Connection, name: str, *, other_than: int | None = None) -> None:
-    query = select(Company.id).where(Company.name == name)
-    if other_than is not None:
-        query = query.where(Company.id != other_than)
-    if conn.execute(query).first() is not None:
-        raise Conflict(f"A company named {name!r} already exists.")
-
-
 def create_company(conn: Connection, *, name: str) -> dict[str, Any]:
-    _name_free(conn, name)
+    crud.name_free(conn, COMPANIES, name)
     return crud.create(conn, COMPANIES, {"name": name})
 
 
@@ -99,7 +91,7 @@ def change_company(
 ) -> dict[str, Any]:
     if "name" in values:
         _current(conn, COMPANIES, company_id, expected)
-        _name_free(conn, values["name"], other_than=company_id)
+        crud.name_free(conn, COMPANIES, values["name"], other_than=company_id)
     return crud.change(conn, COMPANIES, company_id, values, expected)
 
 

@@ -144,21 +144,13 @@ def chart_data(
     return found
 
 
-def _name_free(conn: Connection, name: str, *, other_than: int | None = None) -> None:
-    query = select(Factory.id).where(Factory.name == name)
-    if other_than is not None:
-        query = query.where(Factory.id != other_than)
-    if conn.execute(query).first() is not None:
-        raise Conflict(f"A factory named {name!r} already exists.")
-
-
 def find_by_name(conn: Connection, name: str) -> int | None:
     found = conn.execute(select(Factory.id).where(Factory.name == name)).scalar()
     return None if found is None else int(found)
 
 
 def create_factory(conn: Connection, *, name: str) -> dict[str, Any]:
-    _name_free(conn, name)
+    crud.name_free(conn, FACTORIES, name)
     row = crud.create(conn, FACTORIES, {"name": name})
     row.update(_empty_summary())
     return row
@@ -171,7 +163,7 @@ def change_factory(
         current = crud.fetch(conn, FACTORIES, factory_id)
         if current["version"] != expected.version:
             raise expected.stale(current["version"], f"Factory {factory_id}")
-        _name_free(conn, values["name"], other_than=factory_id)
+        crud.name_free(conn, FACTORIES, values["name"], other_than=factory_id)
     row = crud.change(conn, FACTORIES, factory_id, values, expected)
     return _with_summaries(conn, [row])[0]
 

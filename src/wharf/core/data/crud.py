@@ -53,6 +53,16 @@ class Resource:
         return row
 
 
+def name_free(conn: Connection, res: Resource, name: str, *, other_than: int | None = None) -> None:
+    """409 when another row of `res` has this unique `name`: said plainly, before the
+    unique index would refuse it."""
+    query = select(res.id).where(res.model.__table__.c.name == name)
+    if other_than is not None:
+        query = query.where(res.id != other_than)
+    if conn.execute(query).first() is not None:
+        raise Conflict(f"A {res.label.lower()} named {name!r} already exists.")
+
+
 def _integrity(res: Resource, exc: IntegrityError) -> Conflict:
     # Reached only when a concurrent write slipped past the service's own checks.
     return Conflict(f"The {res.label.lower()} conflicts with data changed concurrently: {exc.orig}")
