@@ -35,11 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 LIST_PATH = "/api/v1/customers?company_id=2&status=active&ordering=-last_name"
 # `--only NAME` runs another suite: that module's `main(argv, command=...)` takes the rest.
 SUITES = {
+    "catalog-import": "bench.catalog_import",
+    "catalog-reads": "bench.catalog_reads",
     "certificates": "bench.certificates",
     "factories": "bench.factories",
     "keys": "bench.keyring_cost",
     "notify": "bench.notify_latency",
     "sales": "bench.sales",
+    "thumbnails": "bench.thumbnails",
 }
 
 

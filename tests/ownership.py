@@ -84,8 +84,9 @@ SHARED = (
     f"{API}/sales",
     f"{API}/factories",
     f"{API}/sprockets",
+    f"{API}/cars",
 )
-ADMIN_ONLY = (f"{API}/webhooks",)
+ADMIN_ONLY = (f"{API}/webhooks", f"{API}/cars/imports")
 
 # Item path -> how to create an object at it for a user. A registration also covers every
 # path below the item (`/certificates/{certificate_id}/renew`, say).

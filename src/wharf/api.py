@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from wharf.accounts.routes import router as accounts
+from wharf.catalog.routes import router as catalog
 from wharf.certificates.routes import router as certificates
 from wharf.core.webhooks.routes import router as webhooks
 from wharf.crm.routes import router as crm
@@ -18,3 +19,4 @@ api.include_router(webhooks)
 api.include_router(sales)
 api.include_router(factories)
 api.include_router(sprockets)
+api.include_router(catalog)

@@ -13,11 +13,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wharf.accounts.service import resolve_token
 from wharf.api import api
+from wharf.catalog import jobs as catalog_jobs
 from wharf.core.config import Settings
 from wharf.core.data.db import create_db_engine, engine_for
 from wharf.core.data.migrate import check_schema
 from wharf.core.http import exposition, handlers, observability, openapi
 from wharf.core.http.health import router as health
+from wharf.core.http.media import router as media
 from wharf.core.http.middleware import HttpContract
 from wharf.core.http.responses import JSONBytes
 from wharf.core.keys import KeySource
@@ -33,6 +35,7 @@ from wharf.core.protect.cache import (
 )
 from wharf.core.protect.idempotency import Idempotency
 from wharf.core.protect.ratelimit import RateLimit
+from wharf.core.storage import LocalStorage, Storage
 from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
 from wharf.core.work import Handler, Worker
@@ -42,6 +45,7 @@ from wharf.sales.ingest import counter_for
 
 LOGIN_PATH = "/api/v1/auth/token"
 SALES_UPLOAD = "/api/v1/sales/files"
+CARS_IMPORT = "/api/v1/cars/imports"  # JSON, or the CSV itself: the route reads its body
 TOKENS_PATH = "/api/v1/auth/tokens"
 # POSTs whose response holds a secret shown once (a bearer token, a webhook signing secret):
 # never stored for an Idempotency-Key replay, so the header is refused there.
@@ -52,7 +56,7 @@ SECRET_PATHS = (
     "/api/v1/webhooks/{webhook_id}/rotate-secret",
 )
 # POSTs whose body the route streams to disk under its own size limit (HttpContract).
-STREAMED_PATHS = (SALES_UPLOAD,)
+STREAMED_PATHS = (SALES_UPLOAD, CARS_IMPORT)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -60,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     engine = engine_for(settings)
 
     outbound = Outbound.from_settings(settings)
+    storage = LocalStorage(settings.media_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,7 +78,9 @@ def create_app(settings: Settings) -> FastAPI:
         watch_commits(engine)  # a request that queues a job wakes this process's worker
         worker = Worker(
             jobs_engine,
-            job_handlers(settings, engine=jobs_engine, keys=keys, outbound=outbound),
+            job_handlers(
+                settings, engine=jobs_engine, keys=keys, outbound=outbound, storage=storage
+            ),
             poll_seconds=settings.job_poll_seconds,
             lease_seconds=settings.job_lease_seconds,
         )
@@ -104,10 +111,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.token_resolver = resolve_token
     app.state.outbound = outbound
+    app.state.storage = storage
     handlers.install(app)
     # Declare every problem response, and the headers of the layers in front of routing.
     openapi.install(app, no_idempotency=frozenset(SECRET_PATHS + STREAMED_PATHS))
     app.include_router(health)
+    app.include_router(media)  # GET /media/<key>: stored images, public
     app.include_router(api)
     exposition.install(app)  # GET /metrics
     openapi.check_operation_ids(app)  # every route is in by now
@@ -140,7 +149,10 @@ def create_app(settings: Settings) -> FastAPI:
         front,
         max_body_bytes=settings.max_body_bytes,
         form_paths=[LOGIN_PATH],
-        streams={SALES_UPLOAD: settings.sales_max_upload_bytes},
+        streams={
+            SALES_UPLOAD: settings.sales_max_upload_bytes,
+            CARS_IMPORT: settings.cars_max_csv_bytes,
+        },
     )
     # Outermost: request ids, every layer's response headers, the access log and metrics.
     app.front = observability.Observability(front, routes=observability.RouteTemplates(app))
@@ -180,22 +192,32 @@ CACHE_GROUPS = (
     # Factories, their readings and sprocket types: every write bumps it (seed 001 wanted each
     # answer refreshed on every write; this makes every read cacheable and never stale).
     Group("factories", ("/api/v1/factories", "/api/v1/sprockets"), shared=True),
+    # Cars and their images; import records (admins' only) are sent with no-store.
+    Group("catalog", ("/api/v1/cars",), shared=True),
 )
 
 
 def job_handlers(
-    settings: Settings, *, engine: Engine, keys: KeySource, outbound: Outbound
+    settings: Settings,
+    *,
+    engine: Engine,
+    keys: KeySource,
+    outbound: Outbound,
+    storage: Storage | None = None,
 ) -> list[Handler]:
     """Every kind of background job, for the worker in `wharf serve` and in the CLI."""
     secret = settings.certificate_webhook_secret
+    storage = storage or LocalStorage(settings.media_dir)
+    catalog = catalog_jobs.handlers(engine, settings=settings, outbound=outbound, storage=storage)
     return [
+        *catalog,
         DeliveryHandler(
             engine,
             keys=keys,
             outbound=outbound,
             delays=settings.retry_delays,
             settings_secret=secret.get_secret_value() if secret else None,
-        )
+        ),
     ]
 
 

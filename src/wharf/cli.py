@@ -16,6 +16,8 @@ from sqlalchemy import Connection, select
 from wharf.accounts import service as accounts
 from wharf.accounts.cli import tokens, users
 from wharf.accounts.models import User
+from wharf.catalog import demo as catalog_demo
+from wharf.catalog.cli import cars
 from wharf.certificates import demo as certificates_demo
 from wharf.cli_keys import keys, webhooks
 from wharf.core.config import Settings
@@ -41,6 +43,7 @@ app.add_typer(keys, name="keys")
 app.add_typer(webhooks, name="webhooks")
 app.add_typer(sales, name="sales")
 app.add_typer(factories, name="factories")
+app.add_typer(cars, name="cars")
 
 DEMO_ADMIN = "admin@wharf.local"
 # Measured (bench/RESULTS.md): under saturation uvloop left about 1% of requests waiting 1-2 s
@@ -117,12 +120,19 @@ def demo() -> None:
         )
     inbox = settings.sales_inbox or settings.var_dir / "sales" / "inbox"
     days = sales_demo.load(engine, inbox)
+    catalog = catalog_demo.load(engine, settings, settings.var_dir / "demo" / "cars")
     typer.echo("Demo data loaded." if loaded else "Demo data already present; kept as it is.")
     typer.echo(f"Sales: {days} new daily files ingested from {inbox} (see {inbox / 'done'}).")
     made = plants.report["factories"]["created"] + (1 if plants.demo_readings else 0)
     typer.echo(
         f"Factories: {made} new, {plants.demo_readings:,} demo readings "
         f"({factories_demo.DEMO_NAME})."
+    )
+    counts = catalog["counts"]
+    typer.echo(
+        f"Cars: {counts.get('created', 0)} new, {counts.get('images_fetched', 0)} images "
+        f"thumbnailed, {counts.get('images_failed', 0) + counts.get('skipped', 0)} rows with "
+        f"problems (GET /api/v1/cars/imports/{catalog['id']})."
     )
     typer.echo(
         f"\nLog in at http://127.0.0.1:8000/docs (Authorize) as {DEMO_ADMIN} with the password\n"
@@ -132,6 +142,7 @@ def demo() -> None:
         '  curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8000/api/v1/sales/products/1?days=7"\n'
         '  curl -H "Authorization: Bearer $TOKEN" '
         f'"http://127.0.0.1:8000/api/v1/factories/{plants.demo_factory_id}/chart-data?bucket=1d"\n'
+        '  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/cars/web\n'
     )
 
 

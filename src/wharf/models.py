@@ -1,6 +1,7 @@
 """Every domain's tables on one metadata, for Alembic and the schema check."""
 
 from wharf.accounts.models import ApiToken, User
+from wharf.catalog.models import Car, CarImage, CarImport
 from wharf.certificates.models import Certificate
 from wharf.core.data.db import Base
 from wharf.core.data.generations import Generation
@@ -20,6 +21,9 @@ from wharf.sprockets.models import SprocketType
 __all__ = [
     "ApiToken",
     "Base",
+    "Car",
+    "CarImage",
+    "CarImport",
     "Certificate",
     "Company",
     "Customer",

@@ -382,3 +382,37 @@ def test_racing_workers_never_both_hold_a_lease(engine: Engine) -> None:
     for thread in threads:
         thread.join()
     assert len(won) == 1
+
+
+class Slow(Recorder):
+    """Runs for `seconds`, far longer than its worker's lease."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def run(self, job: ClaimedJob) -> Outcome:
+        time.sleep(self.seconds)
+        return super().run(job)
+
+
+def test_a_long_job_keeps_its_lease_while_its_worker_lives(engine: Engine) -> None:
+    """The worker renews the leases of the jobs it runs (an import can outlast many leases),
+    so no other worker takes one over and runs it a second time while the first still runs."""
+    handler = Slow(seconds=2.0)
+    [job_id] = queue(engine)
+    worker = Worker(engine, [handler], poll_seconds=0.02, lease_seconds=0.6)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while state(engine, job_id)[0] != RUNNING and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.2)  # two leases' worth: without renewal the job would be claimable
+        thief = jobs.claim(
+            engine, kinds=[Recorder.kind], owner="thief", lease=timedelta(minutes=1), limit=1
+        )
+        assert thief == []
+    finally:
+        worker.stop(timeout=5)
+    assert [job.id for job in handler.ran] == [job_id]
+    assert state(engine, job_id)[0] == "done"

@@ -143,6 +143,42 @@ class Settings(BaseSettings):
         default=None,
         description="A directory `wharf serve` watches for sales files (one worker watches).",
     )
+    media_root: Path | None = Field(
+        default=None,
+        description="Where stored files (car images and their thumbnails) live, named by "
+        "content hash; served at /media/<key>. Unset: `media` in `var_dir`.",
+    )
+    # The car catalog (seed 002): image downloads and thumbnails.
+    cars_max_image_bytes: int = Field(
+        default=25 * 1024**2,
+        ge=1024,
+        description="Largest image a car may have, checked while it downloads.",
+    )
+    cars_max_pixels: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="Largest image, width times height, read from its header before it is "
+        "decoded: a decompression bomb is refused.",
+    )
+    cars_max_csv_bytes: int = Field(
+        default=20 * 1024**2, ge=1024, description="Largest CSV an import takes."
+    )
+    cars_fetch_concurrency: int = Field(
+        default=16, ge=1, le=256, description="Image downloads in flight during an import."
+    )
+    cars_fetch_per_host: int = Field(
+        default=4, ge=1, le=64, description="Image downloads in flight to any one host."
+    )
+    cars_thumbnail_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads making thumbnails (libvips releases the GIL: one per core).",
+    )
+    cars_web_width: int = Field(default=1024, ge=16, le=8192)
+    cars_mobile_width: int = Field(default=320, ge=16, le=8192)
+    cars_web_quality: int = Field(default=88, ge=1, le=100, description="JPEG quality, web.")
+    cars_mobile_quality: int = Field(default=84, ge=1, le=100, description="JPEG quality, mobile.")
 
     @field_validator("database_url")
     @classmethod
@@ -190,6 +226,11 @@ class Settings(BaseSettings):
                 "job_lease_seconds must exceed outbound_timeout_seconds by more than 1 s"
             )
         return self
+
+    @property
+    def media_dir(self) -> Path:
+        """Where car images and thumbnails are stored: `media_root`, or `var_dir/media`."""
+        return self.media_root if self.media_root is not None else self.var_dir / "media"
 
     @property
     def retry_delays(self) -> tuple[float, ...]:

@@ -42,7 +42,7 @@ import httpcore2
 import httpx2
 
 from wharf.core.config import Settings
-from wharf.core.errors import WharfError
+from wharf.core.errors import InvalidInput, WharfError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -94,7 +94,9 @@ class _Unresolved(Exception):
     """The host has no address (yet): `check` refuses it, `request` fails, to be retried."""
 
 
-_RETRIED = "(a DNS failure; retried)"
+# Said of a name that does not resolve: it may later (DNS trouble passes), so a caller that
+# retries (webhook deliveries) does; whether it will is the caller's to say.
+_RETRIED = "(a DNS failure, which may pass)"
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,14 @@ class Outbound:
             self._target(url)
         except _Unresolved as exc:
             raise OutboundRefused(f"{exc}.") from None
+
+    def check_field(self, url: str, *, loc: list[str | int]) -> None:
+        """`check` for a URL a client sent in a request: refused as that field (422 naming
+        it), as a field that breaks any other rule is."""
+        try:
+            self.check(url)
+        except OutboundRefused as exc:
+            raise InvalidInput(exc.detail, loc=loc) from exc
 
     def request(
         self,

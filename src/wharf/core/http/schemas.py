@@ -84,11 +84,16 @@ class Versioned(Strict):
 
 
 class Patch(Versioned):
-    """A JSON merge patch (RFC 7396) over fields that may not become null."""
+    """A JSON merge patch (RFC 7396) over fields that may not become null, but for those
+    named in `nullable` (null there clears the field)."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        nulls = sorted(f for f in self.model_fields_set if getattr(self, f) is None)
+        nulls = sorted(
+            f for f in self.model_fields_set if getattr(self, f) is None and f not in self.nullable
+        )
         if nulls:
             raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
         return self
@@ -102,7 +107,9 @@ class Patch(Versioned):
     ) -> JsonSchemaValue:
         # The fields are optional but never null (see `_no_nulls`): document them that way.
         schema = super().__get_pydantic_json_schema__(core_schema, handler)
-        for prop in handler.resolve_ref_schema(schema).get("properties", {}).values():
+        for name, prop in handler.resolve_ref_schema(schema).get("properties", {}).items():
+            if name in cls.nullable:
+                continue
             options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
             if len(options) == 1 and len(prop["anyOf"]) == 2:
                 del prop["anyOf"]

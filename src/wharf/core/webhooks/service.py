@@ -16,7 +16,7 @@ from wharf.core.data.pagination import Page
 from wharf.core.errors import Conflict, InvalidInput
 from wharf.core.http.concurrency import Precondition
 from wharf.core.keys import Keyring, Sealed
-from wharf.core.outbound import Outbound, OutboundRefused
+from wharf.core.outbound import Outbound
 from wharf.core.rewrap import declare_sealed
 from wharf.core.webhooks.models import (
     API,
@@ -94,14 +94,6 @@ def _events(events: list[str]) -> str:
     return " ".join(sorted(set(events)))
 
 
-def check_url(outbound: Outbound, url: str) -> None:
-    """Refuse at creation a URL the delivery client would refuse, saying why."""
-    try:
-        outbound.check(url)
-    except OutboundRefused as exc:
-        raise InvalidInput(exc.detail, loc=["body", "url"]) from exc
-
-
 def create_endpoint(
     conn: Connection,
     *,
@@ -113,7 +105,7 @@ def create_endpoint(
     description: str,
 ) -> dict[str, Any]:
     """A new endpoint and its signing secret, which is returned here and never again."""
-    check_url(outbound, url)
+    outbound.check_field(url, loc=["body", "url"])
     row = crud.create(
         conn,
         ENDPOINTS,
@@ -172,7 +164,7 @@ def change_endpoint(
     if current["version"] != expected.version:
         raise expected.stale(current["version"], f"Webhook endpoint {endpoint_id}")
     if "url" in values:
-        check_url(outbound, values["url"])
+        outbound.check_field(values["url"], loc=["body", "url"])
     if "events" in values:
         values = {**values, "events": _events(values["events"])}
     return _shown(crud.change(conn, ENDPOINTS, endpoint_id, values, expected))

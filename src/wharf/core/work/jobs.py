@@ -195,6 +195,23 @@ def finish(
     return bool(changed)
 
 
+def renew(engine: Engine, job_ids: Collection[int], *, owner: str, lease: timedelta) -> None:
+    """Extend the leases this worker still holds on jobs it is running: a long job (an
+    import) stays its worker's for as long as that worker lives, and is taken over only
+    once the worker has stopped renewing, that is, stopped."""
+    if not job_ids:
+        return
+    now = utcnow()
+    with engine.connect() as conn:
+        conn.execution_options(wharf_write=True)
+        with conn.begin():
+            conn.execute(
+                update(Job)
+                .where(Job.id.in_(list(job_ids)), Job.state == RUNNING, Job.lease_owner == owner)
+                .values(lease_expires_at=now + lease)
+            )
+
+
 def requeue(conn: Connection, job_id: int) -> bool:
     """Run a finished job again, from its first attempt (a manual retry)."""
     now = utcnow()

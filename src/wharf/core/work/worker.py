@@ -83,8 +83,9 @@ class Worker:
         # slots, so this worker never holds a lease on a job it is not running (a claimed job
         # left waiting for a slot could see its lease run out and be run twice). Changed by
         # the loop and by pool threads as jobs end, hence the lock.
-        self.running: set[Future[None]] = set()
+        self.running: dict[Future[None], ClaimedJob] = {}
         self.lock = threading.Lock()
+        self.renewed_at = time.monotonic()
         jobs.watch_commits(engine)
 
     def run_once(self) -> int:
@@ -122,6 +123,7 @@ class Worker:
                     # The pool is shut down: `stop()` gave up waiting for this claim. The
                     # leases of what it took run out, and another worker takes the jobs.
                     return
+            self._renew()
             # Nothing more to do until a job is queued, a slot frees up, or the poll comes
             # round (for jobs due later, and ones queued by other processes).
             jobs.WAKE.wait(self.poll)
@@ -147,6 +149,21 @@ class Worker:
         futures.wait(running, timeout=max(0.0, deadline - time.monotonic()))
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    def _renew(self) -> None:
+        """Renew the leases of the jobs in flight at a third of their life, so a job that
+        outlasts one lease (an import of many images) is never run twice while this worker
+        lives. A renewal that fails is tried again at the next turn of the loop."""
+        if time.monotonic() - self.renewed_at < self.lease.total_seconds() / 3:
+            return
+        with self.lock:
+            ids = [job.id for job in self.running.values()]
+        try:
+            jobs.renew(self.engine, ids, owner=self.owner, lease=self.lease)
+        except Exception:  # the database is away: the loop keeps trying
+            log.exception("job worker could not renew its leases")
+            return
+        self.renewed_at = time.monotonic()
+
     def _claim(self, limit: int) -> list[ClaimedJob]:
         return jobs.claim(
             self.engine,
@@ -166,13 +183,13 @@ class Worker:
         # Added before the callback is attached: a job that has already ended runs the
         # callback at once, and it must find the job here to take it out.
         with self.lock:
-            self.running.add(future)
+            self.running[future] = job
         future.add_done_callback(functools.partial(self._ended, job))
 
     def _ended(self, job: ClaimedJob, future: Future[None]) -> None:
         """A job's slot is free (called on the pool thread as `_run` returns)."""
         with self.lock:
-            self.running.discard(future)
+            self.running.pop(future, None)
         if not future.cancelled() and (exc := future.exception()) is not None:
             # `_run` turns a handler's errors into outcomes; this is the database failing
             # as it recorded one. The job stays leased, and is run again when the lease ends.

@@ -1,0 +1,1 @@
+"""The car catalog (seed 002): cars, CSV imports, images and their thumbnails."""
