@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from wharf.catalog import images
 from wharf.core.config import Settings
 from wharf.core.outbound import Outbound, OutboundFailed, OutboundRefused
-from wharf.core.storage import Storage
+from wharf.core.storage import Storage, digest_of
 
 MAX_REDIRECTS = 5
 SUFFIXES = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "gif": ".gif", "avif": ".avif"}
@@ -83,7 +83,7 @@ def store(storage: Storage, data: bytes, processed: images.Processed) -> Stored:
         )
         entry[made.format] = storage.put(made.data, suffix=made.suffix)
     return Stored(
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=digest_of(original),  # the key is the original's hash: not hashed twice
         format=processed.format,
         width=processed.width,
         height=processed.height,
