@@ -21,7 +21,7 @@ from wharf.catalog.cli import cars
 from wharf.certificates import demo as certificates_demo
 from wharf.cli_keys import keys, webhooks
 from wharf.core.config import Settings
-from wharf.core.data.db import engine_for
+from wharf.core.data.db import engine_for, writing
 from wharf.core.data.migrate import check_schema, upgrade
 from wharf.core.errors import WharfError
 from wharf.core.http.exposition import multiprocess_metrics
@@ -106,7 +106,7 @@ def demo() -> None:
     settings = Settings()
     engine = engine_for(settings)
     password_file = settings.var_dir / "demo-admin-password"
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         loaded = crm_demo.load(conn)
         admin = _ensure_admin(conn, password_file)
         certificates_demo.load(conn, keyring=Keyring.load(settings), owner=admin)

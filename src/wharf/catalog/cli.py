@@ -15,7 +15,7 @@ from wharf.catalog import importer
 from wharf.catalog.pipeline import Result
 from wharf.catalog.thumbnails import rebuild
 from wharf.core.config import Settings
-from wharf.core.data.db import engine_for
+from wharf.core.data.db import engine_for, writing
 from wharf.core.outbound import Outbound
 from wharf.core.storage import LocalStorage
 
@@ -49,7 +49,7 @@ def import_command(
         except OSError as exc:
             _fail(err, f"{path}: cannot be read: {exc.strerror or exc}")
         source, base_dir = str(path.resolve()), path.resolve().parent
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         record = importer.start(conn, source=source, sync=sync, user_id=None, background=False)
     with Progress(*_bar(), console=err) as progress:
         rows = progress.add_task("rows", total=None)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from wharf.catalog import importer
 from wharf.core.config import Settings
+from wharf.core.data.db import writing
 from wharf.core.outbound import Outbound
 from wharf.core.storage import LocalStorage
 
@@ -132,7 +133,7 @@ def write(folder: Path) -> Demo:
 def load(engine: Engine, settings: Settings, folder: Path) -> dict[str, Any]:
     """Write the demo files and import them as `wharf cars import` does; its record."""
     made = write(folder)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         record = importer.start(
             conn, source=str(made.csv), sync=False, user_id=None, background=False
         )

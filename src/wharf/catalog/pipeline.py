@@ -122,6 +122,7 @@ class Pipeline:
         self._hosts_lock = threading.Lock()
         # sha256 -> its thumbnailing, once a run
         self._made: dict[str, Future[images.Processed | Failure]] = {}
+        self._stored: dict[str, Stored] = {}
         self._made_lock = threading.Lock()
 
     def run(self, sources: Iterable[str]) -> dict[str, Result]:
@@ -156,16 +157,26 @@ class Pipeline:
         if found is not None:
             return Stored(**found, new=False)
         with self._made_lock:  # two URLs of the same bytes: thumbnailed once
+            done = self._stored.get(sha)
             making = self._made.get(sha)
-            if making is None:
+            if done is None and making is None:
                 making = self._made[sha] = cpu.submit(self._make, data)
+        if done is not None:
+            return done
+        assert making is not None
         made = making.result()
         if isinstance(made, Failure):
             return made
         # Written by this download thread, not the thumbnail thread: the cores only make
         # thumbnails, and file writes (fsync) wait here. Content-hashed, so two threads
         # storing the same picture write it once.
-        return store(self.storage, data, made)
+        stored = store(self.storage, data, made)
+        with self._made_lock:
+            # The renditions' bytes are on disk now: keep only the small record, so memory
+            # holds the images in flight, never every image of the run.
+            self._stored[sha] = stored
+            self._made.pop(sha, None)
+        return stored
 
     def _make(self, data: bytes) -> images.Processed | Failure:
         try:

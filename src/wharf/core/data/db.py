@@ -8,7 +8,8 @@ difference between ~300 and ~2,000 requests per second.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,6 +104,17 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 def _sqlite_on_begin(conn: Connection) -> None:
     write = conn.get_execution_options().get("wharf_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes, for commands and jobs. On SQLite it begins IMMEDIATE, so it
+    waits its turn behind another writer (a job worker in a running server, say) where a
+    read that turns into a write would fail at once with "database is locked"."""
+    with engine.connect() as conn:
+        conn.execution_options(wharf_write=True)
+        with conn.begin():
+            yield conn
 
 
 async def get_db(request: Request) -> AsyncIterator[Connection]:
