@@ -25,7 +25,16 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from bench.cert_data import account, keyring_env
-from bench.run import Result, emit, ensure_pg_database, measure, results_table, serve, wait_ready
+from bench.run import (
+    Result,
+    emit,
+    ensure_pg_database,
+    measure,
+    measure_raw,
+    results_table,
+    serve,
+    wait_ready,
+)
 from tests.catalog.imagefixtures import jpeg
 from wharf.app import job_handlers
 from wharf.catalog import importer
@@ -145,13 +154,7 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
             args,
         )
     )
-    raw = measure(
-        "raw ASGI app, same body",
-        serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(tmp / "body.json")}, factory=False),
-        "/",
-        [],
-        args,
-    )
+    raw = measure_raw(tmp / "body.json", args)
     results.append(raw)
     report(results, raw, args, url, command, len(body))
     shutil.rmtree(tmp, ignore_errors=True)

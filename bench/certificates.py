@@ -26,6 +26,7 @@ from bench.run import (
     emit,
     ensure_pg_database,
     measure,
+    measure_raw,
     results_table,
     serve,
     wait_ready,
@@ -100,13 +101,7 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
             args,
         )
     )
-    raw = measure(
-        "raw ASGI app, same body",
-        serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(tmp / "body.json")}, factory=False),
-        "/",
-        [],
-        args,
-    )
+    raw = measure_raw(tmp / "body.json", args)
     results.append(raw)
     report(results, raw, args, url, command, len(body))
     shutil.rmtree(tmp, ignore_errors=True)

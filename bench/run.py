@@ -155,6 +155,13 @@ def measure(
         proc.wait(timeout=10)
 
 
+def measure_raw(body: Path, args: argparse.Namespace) -> Result:
+    """The ceiling every read is shown against: a bare ASGI app sending `body`, measured the
+    same way in the same run."""
+    raw = serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(body)}, factory=False)
+    return measure("raw ASGI app, same body", raw, "/", [], args)
+
+
 def ensure_pg_database(url: str) -> None:
     """Create the benchmark's own PostgreSQL database on first use (never the test database)."""
     import psycopg
@@ -255,13 +262,7 @@ def main() -> None:
                 args,
             )
         )
-    raw = measure(
-        "raw ASGI app, same body",
-        serve("bench.raw_app:app", {"WHARF_BENCH_RAW_BODY": str(tmp / "body.json")}, factory=False),
-        "/",
-        [],
-        args,
-    )
+    raw = measure_raw(tmp / "body.json", args)
     results.append(raw)
     overhead = hit_overhead(url, token)
     report(results, raw, args, url, overhead)

@@ -147,3 +147,34 @@ def test_an_image_url_to_an_internal_address_is_refused_at_once(client: TestClie
     assert response.status_code == 422
     assert "private address" in response.json()["detail"]
     assert client.get(CARS).json()["total"] == 0
+
+
+def test_a_new_image_url_replaces_the_image_and_its_files_go(
+    client: TestClient, web: WebServer, worker: Worker, settings: Any
+) -> None:
+    first = web.image("/first.jpg", jpeg(900, 600))
+    car = _create(client, title="Changing", image_url=first)
+    drain(worker)
+    before = client.get(f"{CARS}/{car['id']}").json()
+    media = settings.media_dir
+    old_files = {p for p in media.rglob("*") if p.is_file()}
+    second = web.image("/second.jpg", jpeg(600, 900, seed=5))
+    changed = client.patch(
+        f"{CARS}/{car['id']}", json={"image_url": second}, headers=if_match(before["version"])
+    )
+    assert changed.json()["image_status"] == "pending"
+    assert changed.json()["images"] is None
+    drain(worker)
+    after = client.get(f"{CARS}/{car['id']}").json()
+    assert (after["images"]["width"], after["images"]["height"]) == (600, 900)
+    new_files = {p for p in media.rglob("*") if p.is_file()}
+    assert not old_files & new_files  # the first picture's files are gone
+    dropped = client.patch(
+        f"{CARS}/{car['id']}", json={"image_url": None}, headers=if_match(after["version"])
+    )
+    assert dropped.json()["image_status"] == "none"
+    assert dropped.json()["image_url"] is None
+    drain(worker)
+    assert [p for p in media.rglob("*") if p.is_file()] == []
+    assert web.hits["/first.jpg"] == 1
+    assert web.hits["/second.jpg"] == 1
