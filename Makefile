@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean vendor
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: lint
 bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run --record $(BENCH_ARGS)
+
+# Maintainers only (needs npm): fetch the dashboard's Chart.js again and check its checksum.
+CHARTJS_VERSION := 4.6.1
+vendor:
+	d=$$(mktemp -d) && cd $$d && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null && tar xzf chart.js-$(CHARTJS_VERSION).tgz \
+	  && cp package/dist/chart.umd.min.js $(CURDIR)/src/wharf/dashboard/static/vendor/ \
+	  && cp package/LICENSE.md $(CURDIR)/src/wharf/dashboard/static/vendor/chart.js-LICENSE.md
+	grep -q "$$(sha256sum src/wharf/dashboard/static/vendor/chart.umd.min.js | cut -d' ' -f1)" src/wharf/dashboard/static/vendor/VENDOR.md
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

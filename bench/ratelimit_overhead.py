@@ -69,7 +69,7 @@ async def main() -> None:
     settings = Settings(_env_file=None, **limits)  # type: ignore[arg-type]
     bare = await per_request(raw, args.requests)
     limited = await per_request(
-        RateLimit(raw, settings=settings, login_path="/login"), args.requests
+        RateLimit(raw, settings=settings, login_paths=["/login"]), args.requests
     )
     print(f"bare ASGI app:            {bare:6.2f} us/request")
     print(f"behind RateLimit, memory: {limited:6.2f} us/request  (+{limited - bare:.2f} us)")
@@ -81,7 +81,7 @@ async def main() -> None:
             **limits,  # type: ignore[arg-type]
         )
         n = max(args.requests // 50, 1000)
-        redis = await per_request(RateLimit(raw, settings=settings, login_path="/login"), n)
+        redis = await per_request(RateLimit(raw, settings=settings, login_paths=["/login"]), n)
         print(f"behind RateLimit, redis:  {redis:6.2f} us/request  (+{redis - bare:.2f} us)")
 
 

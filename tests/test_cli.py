@@ -118,7 +118,8 @@ def test_demo_loads_once_and_prints_a_working_token(
     password_file = tmp_path / "var" / "demo-admin-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = password_file.read_text().strip()
-    assert password not in first.output  # shown only through the file
+    # Issue 11: `make run` prints the demo admin's login for the dashboard.
+    assert f"log in as admin@wharf.local, password {password}" in first.output
     login = api.post(
         "/api/v1/auth/token", data={"username": "admin@wharf.local", "password": password}
     )

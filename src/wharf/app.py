@@ -22,6 +22,7 @@ from wharf.core.http.health import router as health
 from wharf.core.http.media import router as media
 from wharf.core.http.middleware import HttpContract
 from wharf.core.http.responses import JSONBytes
+from wharf.core.http.session import SESSION_PATH, SessionCookies
 from wharf.core.keys import KeySource
 from wharf.core.logging import configure_logging
 from wharf.core.outbound import Outbound
@@ -40,6 +41,7 @@ from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
 from wharf.core.work import Handler, Worker
 from wharf.core.work.jobs import watch_commits
+from wharf.dashboard.routes import router as dashboard
 from wharf.sales.inbox import Inbox, LeasedInbox
 from wharf.sales.ingest import counter_for
 
@@ -51,6 +53,7 @@ TOKENS_PATH = "/api/v1/auth/tokens"
 # never stored for an Idempotency-Key replay, so the header is refused there.
 SECRET_PATHS = (
     LOGIN_PATH,
+    SESSION_PATH,  # its Set-Cookie holds the session's token
     TOKENS_PATH,
     "/api/v1/webhooks",
     "/api/v1/webhooks/{webhook_id}/rotate-secret",
@@ -114,10 +117,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.storage = storage
     handlers.install(app)
     # Declare every problem response, and the headers of the layers in front of routing.
-    openapi.install(app, no_idempotency=frozenset(SECRET_PATHS + STREAMED_PATHS))
+    openapi.install(
+        app,
+        no_idempotency=frozenset(SECRET_PATHS + STREAMED_PATHS),
+        also_login=frozenset({SESSION_PATH}),  # a password form too (401 for a wrong one)
+    )
     app.include_router(health)
     app.include_router(media)  # GET /media/<key>: stored images, public
     app.include_router(api)
+    app.include_router(dashboard)  # GET / and /ui/...: the browser dashboard
     exposition.install(app)  # GET /metrics
     openapi.check_operation_ids(app)  # every route is in by now
     # Inside FastAPI's own middleware, so only POSTs pay for it. Login and token minting
@@ -144,16 +152,18 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.rate_limits_enabled:
         # Outside the cache (a hit still counts), inside HttpContract (normalised paths,
         # bounded bodies).
-        front = RateLimit(front, settings=settings, login_path=LOGIN_PATH)
+        front = RateLimit(front, settings=settings, login_paths=(LOGIN_PATH, SESSION_PATH))
     front = HttpContract(
         front,
         max_body_bytes=settings.max_body_bytes,
-        form_paths=[LOGIN_PATH],
+        form_paths=[LOGIN_PATH, SESSION_PATH],
         streams={
             SALES_UPLOAD: settings.sales_max_upload_bytes,
             CARS_IMPORT: settings.cars_max_csv_bytes,
         },
     )
+    # The dashboard's session cookie becomes a bearer token before any layer looks for one.
+    front = SessionCookies(front)
     # Outermost: request ids, every layer's response headers, the access log and metrics.
     app.front = observability.Observability(front, routes=observability.RouteTemplates(app))
     return app

@@ -134,9 +134,16 @@ def demo() -> None:
         f"thumbnailed, {counts.get('images_failed', 0) + counts.get('skipped', 0)} rows with "
         f"problems (GET /api/v1/cars/imports/{catalog['id']})."
     )
+    password = password_file.read_text().strip() if password_file.exists() else "(see below)"
+    # A demo account on the user's own machine: its password is shown here, on the terminal
+    # of whoever ran `make run`, and kept in a file readable by them only; never logged.
     typer.echo(
-        f"\nLog in at http://127.0.0.1:8000/docs (Authorize) as {DEMO_ADMIN} with the password\n"
-        f"in {password_file}, or use this bearer token (valid for 24 hours):\n\n"
+        f"\nDashboard: open http://127.0.0.1:8000/ and log in as {DEMO_ADMIN}, password "
+        f"{password}\n(kept in {password_file})."
+    )
+    typer.echo(
+        f"\nAPI: log in at http://127.0.0.1:8000/docs (Authorize) with the same email and\n"
+        f"password, or use this bearer token (valid for 24 hours):\n\n"
         f"  export TOKEN={token}\n"
         '  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/api/v1/companies/1/customers\n'
         '  curl -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8000/api/v1/sales/products/1?days=7"\n'
@@ -155,7 +162,7 @@ def _ensure_admin(conn: Connection, password_file: Path) -> int:
         conn, email=DEMO_ADMIN, name="Demo admin", password=password, role="admin"
     )
     password_file.parent.mkdir(parents=True, exist_ok=True)
-    # Readable by the owner only; the password is never printed or logged.
+    # Readable by the owner only; the password is never logged (`demo` shows it once more).
     fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")

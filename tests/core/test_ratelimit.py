@@ -174,7 +174,7 @@ def test_several_windows_are_several_policies() -> None:
 
 
 def test_the_key_is_the_token_hash_or_the_address() -> None:
-    layer = RateLimit(None, settings=Settings(_env_file=None), login_path=LOGIN)  # type: ignore[arg-type]
+    layer = RateLimit(None, settings=Settings(_env_file=None), login_paths=[LOGIN])  # type: ignore[arg-type]
     token = new_token()
 
     def caller(authorization: bytes | None) -> str:

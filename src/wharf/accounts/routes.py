@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Form, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from starlette.concurrency import run_in_threadpool
 
 from wharf.accounts import service
 from wharf.accounts.schemas import (
     AccessToken,
+    Session,
     TokenCreate,
     TokenCreated,
     TokenRead,
@@ -25,7 +26,8 @@ from wharf.core.http.concurrency import optional_precondition, precondition, ver
 from wharf.core.http.responses import JSONBytes
 from wharf.core.http.routing import Router
 from wharf.core.http.schemas import MAX_INT, MIN_INT
-from wharf.core.security import Admin, Reader, Writer
+from wharf.core.http.session import clear_cookie, csrf_token, set_cookie
+from wharf.core.security import Admin, Principal, Reader, Writer, oauth2_scheme, token_hash
 
 router = Router()
 
@@ -53,6 +55,65 @@ async def login(
         ttl_seconds=settings.access_token_ttl_seconds,
     )
     return JSONBytes(body, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/auth/session", response_model=Session, tags=["auth"])
+async def start_session(
+    username: Annotated[str, Form(min_length=1, max_length=320, description="The email.")],
+    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    request: Request,
+    db: Db,
+    settings: SettingsDep,
+) -> Response:
+    """Log in a browser: the token goes into an HttpOnly, SameSite=Strict cookie, never into
+    the body, so no script on the page can read it (core.http.session)."""
+    granted = await run_in_threadpool(
+        service.login,
+        db,
+        email=username,
+        password=password,
+        scope="",
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    token = granted["access_token"]
+    principal = service.resolve_token(db, token_hash(token))
+    assert principal is not None  # issued in this very transaction
+    secure = request.url.scheme == "https"
+    max_age = settings.access_token_ttl_seconds
+    return JSONBytes(
+        _session(request, db, principal, token),
+        headers={
+            "Cache-Control": "no-store",
+            "Set-Cookie": set_cookie(token, max_age=max_age, secure=secure),
+        },
+    )
+
+
+@router.get("/auth/session", response_model=Session, tags=["auth"])
+async def get_session(
+    request: Request, db: Db, me: Reader, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Response:
+    """The logged-in user and the session's CSRF value (401 once it has expired or was revoked)."""
+    assert token is not None  # `me` was resolved from it
+    return JSONBytes(_session(request, db, me, token), headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/auth/session", status_code=204, tags=["auth"])
+async def end_session(request: Request, db: Db, me: Reader) -> Response:
+    """Log out: the session's token is revoked, and the cookie cleared."""
+    service.revoke_token(db, viewer=me, token_id=me.token_id)
+    secure = request.url.scheme == "https"
+    return Response(status_code=204, headers={"Set-Cookie": clear_cookie(secure=secure)})
+
+
+def _session(request: Request, db: Db, me: Principal, token: str) -> dict[str, Any]:
+    user = service.get_user(db, user_id=me.user_id, viewer=me)
+    return {
+        "user": _user(request, user),
+        "scopes": sorted(me.scopes),
+        "expires_at": me.expires_at,
+        "csrf_token": csrf_token(token),
+    }
 
 
 @router.post("/auth/tokens", status_code=201, response_model=TokenCreated, tags=["auth"])

@@ -94,3 +94,12 @@ class AccessToken(BaseModel):
     token_type: Literal["bearer"]
     expires_in: int
     scope: str
+
+
+class Session(BaseModel):
+    """A browser session: who is logged in, and the CSRF value its changes must send."""
+
+    user: UserRead
+    scopes: list[Scope]
+    expires_at: datetime
+    csrf_token: str = Field(description="Send as X-CSRF-Token with every change.")

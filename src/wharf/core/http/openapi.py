@@ -68,7 +68,8 @@ _VALIDATION_PROBLEM = {
 _WHY = {
     400: "Malformed JSON, a malformed header, or a value the database cannot store.",
     401: "No bearer token, or one that is malformed, unknown, expired or revoked.",
-    403: "The token lacks the scope this operation needs.",
+    403: "The token lacks the scope this operation needs, or (browser sessions) the CSRF "
+    "header is missing or the request came from another site.",
     404: "No such object, or one you may not see.",
     406: "The Accept header excludes JSON.",
     409: "The change conflicts with the data (a duplicate, a reference, a stale body version)"
@@ -141,7 +142,7 @@ def error_statuses(
     if method in _BODY_METHODS and "requestBody" in operation:
         statuses.add(415)
     if method in _WRITE_METHODS and path.startswith(api_prefix):
-        statuses.add(409)
+        statuses |= {403, 409}  # 403: core.http.session's CSRF and Origin checks
     if method in {"put", "patch", "delete"}:
         statuses.add(412)
     if method in {"put", "patch"}:
@@ -161,7 +162,11 @@ def _problem_response(status: int) -> dict[str, Any]:
 
 
 def declare_problems(
-    doc: dict[str, Any], *, api_prefix: str = "/api/", no_idempotency: frozenset[str] = frozenset()
+    doc: dict[str, Any],
+    *,
+    api_prefix: str = "/api/",
+    no_idempotency: frozenset[str] = frozenset(),
+    also_login: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Add the Problem schemas, every operation's problem responses and the headers of the
     layers in front of routing to `doc`, in place."""
@@ -169,7 +174,7 @@ def declare_problems(
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("Problem", copy.deepcopy(_PROBLEM))
     schemas.setdefault("ValidationProblem", copy.deepcopy(_VALIDATION_PROBLEM))
-    login_paths = {
+    login_paths = set(also_login) | {
         flow["tokenUrl"]
         for scheme in components.get("securitySchemes", {}).values()
         for flow in scheme.get("flows", {}).values()
@@ -248,7 +253,11 @@ def _refs(node: Any) -> set[str]:
 
 
 def install(
-    app: FastAPI, *, api_prefix: str = "/api/", no_idempotency: frozenset[str] = frozenset()
+    app: FastAPI,
+    *,
+    api_prefix: str = "/api/",
+    no_idempotency: frozenset[str] = frozenset(),
+    also_login: frozenset[str] = frozenset(),
 ) -> None:
     """Make `app.openapi()` declare problem responses; composes with other wrappers of it."""
     generate: Callable[[], dict[str, Any]] = app.openapi
@@ -257,7 +266,9 @@ def install(
     def openapi() -> dict[str, Any]:
         doc = generate()
         if id(doc) not in declared:  # FastAPI caches the document; amend it once
-            declare_problems(doc, api_prefix=api_prefix, no_idempotency=no_idempotency)
+            declare_problems(
+                doc, api_prefix=api_prefix, no_idempotency=no_idempotency, also_login=also_login
+            )
             declared.append(id(doc))
         return doc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -30,11 +30,11 @@ class RateLimit:
         app: ASGIApp,
         *,
         settings: Settings,
-        login_path: str,
+        login_paths: Collection[str],
         api_prefix: str = "/api/",
     ) -> None:
         self.app = app
-        self.login_path = login_path
+        self.login_paths = frozenset(login_paths)
         self.api_prefix = api_prefix
         self.api = parse_policies("api", settings.rate_limit_api)
         self.login_account = parse_policies("login", settings.rate_limit_login)
@@ -54,7 +54,7 @@ class RateLimit:
         if scope["type"] != "http" or not scope["path"].startswith(self.api_prefix):
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "POST" and scope["path"] == self.login_path:
+        if scope["method"] == "POST" and scope["path"] in self.login_paths:
             receive, checks, policy_field = await self._login(scope, receive)
         elif self.memory is not None and len(self.api) == 1:
             # The common case, kept lean: one policy, one key, counted in memory.

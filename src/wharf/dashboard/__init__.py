@@ -1,0 +1,1 @@
+"""The browser dashboard over all five systems (issue 11)."""
