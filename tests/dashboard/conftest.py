@@ -163,16 +163,20 @@ def watch() -> Watch:
 def page(browser: Browser, site: Site, watch: Watch) -> Iterator[Page]:
     """A fresh context (no cookies) at 1440 px wide, watched for console errors and failures."""
     context = browser.new_context(base_url=site.base_url, viewport=WIDE)
-    tab = context.new_page()
+    yield watched(context.new_page(), watch)
+    context.close()
+    assert not watch.console_errors, f"console errors: {watch.console_errors}"
+    assert not watch.failed, f"failed requests: {watch.failed}"
+
+
+def watched(tab: Page, watch: Watch) -> Page:
+    """`tab` with its console errors and failed requests reported to `watch`."""
     tab.on("console", watch.on_console)
     tab.on("pageerror", lambda exc: watch.console_errors.append(f"uncaught: {exc}"))
     tab.on("requestfailed", watch.on_failed)
     tab.on("response", watch.on_response)
     tab.set_default_timeout(15_000)
-    yield tab
-    context.close()
-    assert not watch.console_errors, f"console errors: {watch.console_errors}"
-    assert not watch.failed, f"failed requests: {watch.failed}"
+    return tab
 
 
 def login(page: Page, site: Site, email: str | None = None, password: str | None = None) -> None:

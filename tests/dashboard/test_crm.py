@@ -12,7 +12,7 @@ from typing import Any
 import httpx2
 from playwright.sync_api import Browser, Page, expect
 
-from tests.dashboard.conftest import WIDE, Site, Watch, login, snapshot
+from tests.dashboard.conftest import WIDE, Site, Watch, login, snapshot, watched
 
 CONFLICT = "This was changed by someone else since you opened it."
 
@@ -169,12 +169,7 @@ def test_a_version_conflict_between_two_browsers_says_so_and_reload_recovers(
         company = made(client.post("/companies", json={"name": f"Conflict Co {t}"}))
         cid = customer(client, company["id"], "Alan", f"Turing{t}", "active")
     second_context = browser.new_context(base_url=site.base_url, viewport=WIDE)
-    second = second_context.new_page()
-    second.on("console", watch.on_console)
-    second.on("pageerror", lambda exc: watch.console_errors.append(f"uncaught: {exc}"))
-    second.on("requestfailed", watch.on_failed)
-    second.on("response", watch.on_response)
-    second.set_default_timeout(15_000)
+    second = watched(second_context.new_page(), watch)
     try:
         for tab in (page, second):
             login(tab, site)
