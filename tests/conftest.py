@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fastapi import FastAPI
@@ -200,6 +200,18 @@ def client(anon: TestClient, make_user: UserFactory) -> TestClient:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+L = TypeVar("L")
+
+
+def front_layer(app: FastAPI, kind: type[L]) -> L:
+    """The layer of `kind` in front of routing, found by type: tests stay right when a layer is
+    added or moved."""
+    layer: object = app.front  # type: ignore[attr-defined]
+    while not isinstance(layer, kind):
+        layer = layer.app  # type: ignore[attr-defined]
+    return layer
 
 
 # Shared by the domains' tests.

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
-from tests.conftest import UserFactory, auth
+from tests.conftest import UserFactory, auth, front_layer
 from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
@@ -236,8 +236,7 @@ def test_a_database_error_on_the_hit_path_leaves_the_answer_to_the_app(
     def unreachable(*_: object) -> None:
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    cache = app.front.app.app.app  # type: ignore[attr-defined]  # Observability, contract, limit
-    assert isinstance(cache, ResponseCache)
+    cache = front_layer(app, ResponseCache)
     cache.principals.clear()
     cache.resolver = unreachable
     response = client.get(LIST)

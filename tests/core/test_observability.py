@@ -21,13 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.conftest import UserFactory, auth
+from tests.conftest import UserFactory, auth, front_layer
 from tests.servers import serve
 from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.data.db import create_db_engine
 from wharf.core.http import exposition, observability
 from wharf.core.http.exposition import MULTIPROC_ENV, multiprocess_metrics
+from wharf.core.http.middleware import HttpContract
 from wharf.core.http.observability import UNMATCHED
 from wharf.core.logging import JsonFormatter
 from wharf.core.metrics import DB_POOL_CHECKED_OUT, DB_POOL_SIZE
@@ -347,7 +348,7 @@ def test_an_error_in_front_of_routing_is_answered_and_logged_once(
     def broken(*_: object) -> None:
         raise RuntimeError("front fell over")
 
-    contract = app.front.app  # type: ignore[attr-defined]  # Observability -> HttpContract
+    contract = front_layer(app, HttpContract)
     monkeypatch.setattr(contract, "_refuse", broken)
     response = client.get("/api/v1/companies", headers={"X-Request-ID": "front-1"})
     assert_one_500(response, everything, "front-1", secret="fell over")

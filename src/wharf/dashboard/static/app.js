@@ -22,11 +22,17 @@ export class ApiError extends Error {
 function problemText(status, problem) {
   if (status === 0) return "The server cannot be reached. Check your connection and try again.";
   if (!problem) return `The server answered HTTP ${status}.`;
+  const detail = problem.detail || problem.title || `HTTP ${status}`;
+  // A field error the detail already says in full is not said twice.
   const fields = (problem.errors || [])
-    .map((e) => `${(e.loc || e.field || []).toString().replace(/^body,?/, "") || "input"}: ${e.msg || e.message || e.detail}`)
+    .map((e) => [(e.loc || e.field || []).toString().replace(/^body,?/, "") || "input", e.msg || e.message || e.detail])
+    .filter(([, text]) => !detail.includes(text))
+    .map(([where, text]) => `${where}: ${text}`)
     .join("; ");
-  return [problem.detail || problem.title || `HTTP ${status}`, fields].filter(Boolean).join(" — ");
+  return [detail, fields].filter(Boolean).join(" — ");
 }
+
+const ENDED = "Your session has expired or was ended. Log in again.";
 
 async function request(method, path, { body, headers = {}, form, raw } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
@@ -46,7 +52,7 @@ async function request(method, path, { body, headers = {}, form, raw } = {}) {
     throw new ApiError(0);
   }
   if (response.status === 401 && session && path !== "/api/v1/auth/session") {
-    endSession("Your session has expired or was ended. Log in again.");
+    endSession(ENDED);
     throw new ApiError(401, { detail: "Your session has ended." });
   }
   if (response.status === 204) return { data: null, response };
@@ -97,7 +103,7 @@ export const api = {
       xhr.onload = () => {
         let data = null;
         try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
-        if (xhr.status === 401 && session) endSession("Your session has expired or was ended. Log in again.");
+        if (xhr.status === 401 && session) endSession(ENDED);
         if (xhr.status >= 200 && xhr.status < 300) resolve(data);
         else reject(new ApiError(xhr.status, data));
       };
@@ -238,6 +244,7 @@ async function show() {
     return;
   }
   document.querySelector("header.top").hidden = !session;
+  if (session && path !== "#/login") checkSession();
   const found = routes.map((r) => ({ r, m: path.match(r.regex) })).find((x) => x.m);
   for (const link of document.querySelectorAll("nav a")) {
     if (found && link.dataset.section === found.r.section) link.setAttribute("aria-current", "page");
@@ -263,6 +270,17 @@ async function show() {
 }
 
 // ---------------------------------------------------------------- the session
+
+// Some pages render without calling the API (a lookup form), so a session ended elsewhere
+// (another tab, a revoked token, its expiry) is also checked on every page change and when
+// the tab comes back into view: the person lands on the login page, not on a dead form.
+async function checkSession() {
+  try {
+    await request("GET", "/api/v1/auth/session");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && session) endSession(ENDED);
+  }
+}
 
 function endSession(text) {
   session = null;
@@ -334,6 +352,9 @@ async function boot() {
   const views = ["crm", "certificates", "sales"];
   await Promise.all(views.map((name) => import(`./${name}.js`).catch((e) => console.warn(name, e))));
   window.addEventListener("hashchange", show);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && session) checkSession();
+  });
   if (session && (!location.hash || location.hash === "#/login")) location.hash = "#/crm";
   else show();
 }
