@@ -33,12 +33,12 @@ from bench.run import (
     measure_raw,
     results_table,
     serve,
+    server_name,
     wait_ready,
 )
 from tests.catalog.imagefixtures import jpeg
 from wharf.app import job_handlers
 from wharf.catalog import importer
-from wharf.cli import SERVER_HTTP, SERVER_LOOP
 from wharf.core.config import Settings
 from wharf.core.data.db import create_db_engine
 from wharf.core.data.migrate import upgrade
@@ -172,7 +172,7 @@ def report(
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",
-        f"{backend}; server on core 0 (1 worker, uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}, "
+        f"{backend}; server on core 0 (1 worker, {server_name()}, "
         "idle job worker on, as by default), wrk on core 1, "
         f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. "
         f"`GET {PATH}` as a reader: a page of 50 of the {CARS} cars with total, each with its "

@@ -29,9 +29,9 @@ from bench.run import (
     measure_raw,
     results_table,
     serve,
+    server_name,
     wait_ready,
 )
-from wharf.cli import SERVER_HTTP, SERVER_LOOP
 from wharf.core.data.db import create_db_engine
 from wharf.core.data.migrate import upgrade
 from wharf.core.keys import Keyring
@@ -119,7 +119,7 @@ def report(
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",
-        f"{backend}; server on core 0 (1 worker, uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}, "
+        f"{backend}; server on core 0 (1 worker, {server_name()}, "
         "idle job worker on, as by default), wrk on core 1, "
         f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. "
         "`GET /api/v1/users/{id}/certificates?active=true` as that user: a page of 50 of the "

@@ -39,10 +39,10 @@ from bench.run import (
     parse_wrk,
     results_table,
     serve,
+    server_name,
     wrk,
 )
 from bench.sales_query import server
-from wharf.cli import SERVER_HTTP, SERVER_LOOP
 from wharf.core.data.db import create_db_engine
 from wharf.core.data.migrate import upgrade
 from wharf.crm import demo as crm_demo
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",
-        f"{url.split(':', 1)[0]}; 1 server worker (uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}), "
+        f"{url.split(':', 1)[0]}; 1 server worker ({server_name()}), "
         f"server on core 0, wrk and clients on core 1, {args.seconds} s runs after a 2 s warm-up.",
         "",
     ]

@@ -76,36 +76,34 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"server at {url} did not come up")
 
 
+# The ASGI server every suite runs its apps under (the raw app too): uvicorn, as `wharf serve`
+# does, or `WHARF_BENCH_SERVER=granian` to compare serving stacks in otherwise equal runs.
+SERVER = os.environ.get("WHARF_BENCH_SERVER", "uvicorn")
+
+
 def serve(
     app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1, cpus: str = "0"
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cmd = [
-        "taskset",
-        "-c",
-        cpus,
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        SERVER_LOOP,
-        "--http",
-        SERVER_HTTP,
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    common = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if SERVER == "granian":
+        server = ["granian", "--interface", "asgi", app, *common, "--loop", "asyncio"]
+        server += ["--http", "1", "--no-ws", "--log-level", "warning", "--no-access-log"]
+    else:
+        server = ["uvicorn", app, *common, "--loop", SERVER_LOOP, "--http", SERVER_HTTP]
+        server += ["--no-access-log", "--log-level", "warning"]
+    cmd = ["taskset", "-c", cpus, sys.executable, "-m", *server]
     if factory:
         cmd.append("--factory")
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE)
     return proc, port
+
+
+def server_name() -> str:
+    """The serving stack, as the reports name it."""
+    if SERVER == "granian":
+        return "granian, asyncio loop"
+    return f"uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}"
 
 
 def wrk(url: str, headers: list[str], seconds: int, connections: int) -> Result:
@@ -281,7 +279,7 @@ def report(
     lines = [
         f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: `{command}`",
         "",
-        f"{backend}; server on core 0 (1 worker, uvicorn, {SERVER_LOOP} loop, {SERVER_HTTP}), "
+        f"{backend}; server on core 0 (1 worker, {server_name()}), "
         "wrk on core 1, "
         f"{args.connections} connections, {args.seconds} s after a 2 s warm-up. `GET {LIST_PATH}`: "
         "a page of 50 with total.",

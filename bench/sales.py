@@ -26,8 +26,7 @@ from pathlib import Path
 import duckdb
 
 from bench import sales_ingest, sales_query
-from bench.run import emit, ensure_pg_database
-from wharf.cli import SERVER_HTTP, SERVER_LOOP
+from bench.run import emit, ensure_pg_database, server_name
 from wharf.sales.duck import DuckDBEngine
 
 
@@ -111,8 +110,7 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
             lines += [*ingest_part(args, tmp), ""]
         if args.part in ("all", "query"):
             lines += [
-                f"**Query.** {url.split(':', 1)[0]}; 1 server worker (uvicorn, {SERVER_LOOP} "
-                f"loop, {SERVER_HTTP}).",
+                f"**Query.** {url.split(':', 1)[0]}; 1 server worker ({server_name()}).",
                 *sales_query.run(args, url, tmp),
             ]
     finally:

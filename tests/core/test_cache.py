@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
@@ -17,6 +17,7 @@ from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
 from wharf.core.protect.cache import ResponseCache
+from wharf.core.security import Principal, TokenResolver
 
 LIST = "/api/v1/customers?company_id=1&ordering=-last_name"
 
@@ -116,6 +117,35 @@ def test_revoked_and_unknown_tokens_are_refused_on_a_hit(
     assert refused.status_code == 401
     assert refused.headers["content-type"] == "application/problem+json"
     assert client.get(LIST, headers=auth("wharf_" + "x" * 43)).status_code == 401
+
+
+def test_a_miss_looks_the_token_up_once(
+    app: FastAPI, client: TestClient, make_user: UserFactory
+) -> None:
+    seed(client)
+    _, token = make_user()
+    lookups: list[str] = []
+    resolve: TokenResolver = app.state.token_resolver
+
+    def counted(conn: Connection, digest: str) -> Principal | None:
+        lookups.append(digest)
+        return resolve(conn, digest)
+
+    cache = front_layer(app, ResponseCache)
+    cache.resolver = app.state.token_resolver = counted
+    before = hits()
+    first = client.get(LIST, headers=auth(token))
+    assert first.status_code == 200
+    assert hits() == before  # a miss, answered by the app
+    assert len(lookups) == 1  # the cache layer's lookup, taken over by the route's auth
+    # A revocation is still seen at once: the accounts generation moved, so it is looked up.
+    mine = client.get("/api/v1/auth/tokens", headers=auth(token)).json()["items"][0]
+    client.delete(f"/api/v1/auth/tokens/{mine['id']}", headers=auth(token))
+    assert client.get(LIST + "&limit=3", headers=auth(token)).status_code == 401
+    # Writes are not the cache's: the route looks the token up itself.
+    lookups.clear()
+    assert client.post("/api/v1/companies", json={"name": "Own lookup"}).status_code == 201
+    assert len(lookups) == 1
 
 
 def test_a_token_without_read_is_still_forbidden(

@@ -5,6 +5,7 @@ upload with a progress bar, checked against the API's own answers."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import random
 import re
 from collections.abc import Iterator
@@ -274,3 +275,24 @@ def test_a_bad_file_is_refused_in_words_and_nothing_is_ingested(
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("alert")).to_contain_text("already has a file")
     expect(page.get_by_role("alert")).to_contain_text("replace=true")
+
+
+def test_a_gzipped_daily_file_is_sent_as_it_is(
+    page: Page, site: Site, api: httpx2.Client, tmp_path: Path
+) -> None:
+    day = latest_day(api) - dt.timedelta(days=500)  # before the demo's days: not ingested
+    plain, mine, transactions, units = day_file(day, 9, tmp_path)
+    packed = plain.with_name(plain.name + ".gz")
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    open_sales(page, site, "Days and files")
+    page.get_by_label("Daily file (JSON lines)").set_input_files(packed)
+    expect(page.get_by_label("Day of the sales")).to_have_value(day.isoformat())
+    with page.expect_request(lambda r: "/sales/files" in r.url and r.method == "POST") as sent:
+        page.get_by_role("button", name="Upload").click()
+    assert sent.value.headers["content-encoding"] == "gzip"
+    expect(page.get_by_role("status").filter(has_text="Ingested")).to_have_text(
+        f"Ingested {day}: {units:,} units in {transactions:,} transactions."
+    )
+    recorded = get(api, "/sales/files", day=day.isoformat())["items"]
+    assert [f["name"] for f in recorded] == [f"upload-{day}.json.gz"]
+    assert get(api, "/sales/products/9", days=1, to=day.isoformat())["total"] == mine

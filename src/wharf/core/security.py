@@ -79,6 +79,9 @@ class Principal:
 
 
 TokenResolver = Callable[[Connection, str], Principal | None]
+# Request state under which a layer in front of routing leaves (token digest, principal) it
+# has already resolved for this request.
+PRINCIPAL_STATE = "resolved_principal"
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
@@ -112,8 +115,15 @@ def _principal(
         raise Unauthorized("Send a bearer token: Authorization: Bearer <token>.")
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise Unauthorized("The bearer token is malformed.")
-    resolve: TokenResolver = request.app.state.token_resolver
-    principal = resolve(conn, token_hash(token))
+    digest = token_hash(token)
+    # The response cache resolved this very token for this request when it looked for a hit,
+    # checked against the accounts generation: a miss then costs no second lookup.
+    seen: tuple[str, Principal] | None = getattr(request.state, PRINCIPAL_STATE, None)
+    if seen is not None and seen[0] == digest:
+        principal: Principal | None = seen[1]
+    else:
+        resolve: TokenResolver = request.app.state.token_resolver
+        principal = resolve(conn, digest)
     if principal is None:
         raise Unauthorized("The bearer token is unknown, expired or revoked.")
     missing = [s for s in required.scopes if s not in principal.scopes]

@@ -78,25 +78,30 @@ export const api = {
     const result = await request("GET", withQuery(path, params));
     return full ? result : result.data;
   },
-  async post(path, body, options = {}) {
-    return (await request("POST", path, { body, ...options })).data;
+  /** POST, PUT, PATCH: the parsed body; `full: true` gives {data, response} (a 202 from a 200). */
+  async post(path, body, { full = false, ...options } = {}) {
+    const result = await request("POST", path, { body, ...options });
+    return full ? result : result.data;
   },
-  async put(path, body, options = {}) {
-    return (await request("PUT", path, { body, ...options })).data;
+  async put(path, body, { full = false, ...options } = {}) {
+    const result = await request("PUT", path, { body, ...options });
+    return full ? result : result.data;
   },
-  async patch(path, body, options = {}) {
-    return (await request("PATCH", path, { body, ...options })).data;
+  async patch(path, body, { full = false, ...options } = {}) {
+    const result = await request("PATCH", path, { body, ...options });
+    return full ? result : result.data;
   },
   async del(path, options = {}) {
     return (await request("DELETE", path, options)).data;
   },
   /** POST a file's bytes with progress (fetch cannot report upload progress; XHR can). */
-  upload(path, file, { contentType, onProgress } = {}) {
+  upload(path, file, { contentType, encoding, onProgress } = {}) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", path);
       xhr.setRequestHeader("Accept", "application/json");
       xhr.setRequestHeader("Content-Type", contentType || file.type || "application/octet-stream");
+      if (encoding) xhr.setRequestHeader("Content-Encoding", encoding); // a gzipped file, sent as is
       if (session) xhr.setRequestHeader("X-CSRF-Token", session.csrf_token);
       xhr.upload.onprogress = (e) => e.lengthComputable && onProgress && onProgress(e.loaded / e.total);
       xhr.onerror = () => reject(new ApiError(0));
@@ -231,6 +236,15 @@ export function route(pattern, render) {
   routes.push({ regex, names, render, section: pattern.split("/")[1] });
 }
 
+/** Put `hash` in the address without a new render (pushState and replaceState fire no
+ *  hashchange), unless the page that asks has been left (`view` detached): a render that
+ *  finishes late must never move the person off the page they went to. */
+export function setAddress(view, hash, { push = false } = {}) {
+  if (!view.isConnected || location.hash === hash) return;
+  if (push) history.pushState(null, "", hash);
+  else history.replaceState(null, "", hash);
+}
+
 export function navigate(hash) {
   if (location.hash === hash) show();
   else location.hash = hash;
@@ -349,7 +363,7 @@ async function boot() {
   }
   // The views register their routes when imported; a view that fails to load must not
   // take the others with it.
-  const views = ["crm", "certificates", "sales"];
+  const views = ["crm", "factories", "cars", "certificates", "sales"];
   await Promise.all(views.map((name) => import(`./${name}.js`).catch((e) => console.warn(name, e))));
   window.addEventListener("hashchange", show);
   document.addEventListener("visibilitychange", () => {

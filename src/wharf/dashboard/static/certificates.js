@@ -139,14 +139,17 @@ async function renderList(main, _params, query) {
     listOut.replaceChildren();
     // The state is absolute, so the API wants no version: a change made meanwhile by
     // someone else cannot conflict with this one (setting the same state changes nothing).
-    const done = await busy(button, listOut, async () => {
-      await api.patch(`${base}/${cert.id}/active`, { active, notify: notifyInput.checked });
-      return true;
+    const asked = notifyInput.checked;
+    const status = await busy(button, listOut, async () => {
+      const { response } = await api.patch(`${base}/${cert.id}/active`, { active, notify: asked }, { full: true });
+      return response.status;
     });
-    if (!done) return;
-    const told = notifyInput.checked
-      ? ` The webhook endpoints that take certificate.${active ? "activated" : "deactivated"} will be told.`
-      : " No notification was sent.";
+    if (!status) return;
+    // 202: a notification was queued; 200 with notify asked: no endpoint takes the event.
+    const event = `certificate.${active ? "activated" : "deactivated"}`;
+    const told = status === 202
+      ? ` The webhook endpoints that take ${event} will be told.`
+      : asked ? ` No webhook endpoint takes ${event}, so no one was told.` : " No notification was sent.";
     notify(`${active ? "Activated" : "Deactivated"} ${certName(cert)}.${told}`);
     await load();
   }

@@ -6,7 +6,7 @@
 // company names (a short lookup list) are fetched, to label the table and fill the pickers.
 import {
   api, ApiError, getAll, h, field, message, showError, table, formatDate, formatNumber,
-  pageTitle, busy, route,
+  pageTitle, busy, route, setAddress,
 } from "./app.js";
 
 const PAGE = 25;
@@ -41,8 +41,8 @@ function subnav(current, exact = true) {
 }
 
 /** A page's list state, mirrored in the address without re-rendering the whole page
- *  (pushState fires no hashchange; Back does, and then the page renders from the address). */
-function listState(base, query, keys) {
+ *  (pushed: Back fires a hashchange, and then the page renders from the address). */
+function listState(view, base, query, keys) {
   const state = Object.fromEntries(keys.map((k) => [k, query.get(k) || ""]));
   return {
     state,
@@ -51,7 +51,7 @@ function listState(base, query, keys) {
       const params = new URLSearchParams();
       for (const k of keys) if (state[k] && !(k === "offset" && state[k] === "0")) params.set(k, state[k]);
       const hash = params.toString() ? `${base}?${params}` : base;
-      if (hash !== location.hash) history.pushState(null, "", hash);
+      setAddress(view, hash, { push: true });
       return hash;
     },
   };
@@ -89,7 +89,7 @@ function refocus(container, selector) {
 // ---------------------------------------------------------------- the customers table
 
 async function customersPage(main, _params, query) {
-  const { state, update } = listState("#/crm", query, ["company_id", "status", "search", "ordering", "offset"]);
+  const { state, update } = listState(main, "#/crm", query, ["company_id", "status", "search", "ordering", "offset"]);
   const list = await companies();
   const names = new Map(list.map((c) => [c.id, c.name]));
   const results = h("div", { class: "crm-results crm-customers", "aria-live": "polite" });
@@ -304,7 +304,7 @@ function notesSection(customer) {
 // ---------------------------------------------------------------- companies
 
 async function companiesPage(main, _params, query) {
-  const { state, update } = listState("#/crm/companies", query, ["search", "ordering", "offset"]);
+  const { state, update } = listState(main, "#/crm/companies", query, ["search", "ordering", "offset"]);
   const results = h("div", { class: "crm-results crm-companies", "aria-live": "polite" });
   const status = h("div", { class: "out" });
 

@@ -1,6 +1,8 @@
 // The sales section: units of a product per day, the best sellers, the ingested days and
 // files, and the upload of a day's file (README "Sales"; routes in wharf/sales/routes.py).
-import { route, api, h, field, message, table, pageTitle, busy, formatDate, formatNumber, ApiError } from "./app.js";
+import {
+  route, api, h, field, message, table, pageTitle, busy, formatDate, formatNumber, ApiError, setAddress,
+} from "./app.js";
 
 const API = "/api/v1/sales";
 const PAGE = 20;
@@ -76,10 +78,9 @@ function barChart(box, { labels, values, label, describe, horizontal = false }) 
 
 /** The query of a page's hash, updated without a new render (the form stays as typed), so
  *  the address can be bookmarked. Replaced, not pushed: Back leaves the page. */
-function remember(path, values) {
+function remember(form, path, values) {
   const query = new URLSearchParams(Object.entries(values).filter(([, v]) => v !== "" && v != null));
-  const hash = query.toString() ? `${path}?${query}` : path;
-  if (location.hash !== hash) history.replaceState(null, "", hash);
+  setAddress(form, query.toString() ? `${path}?${query}` : path);
 }
 
 /** Run `work` with `button` busy; its error, in words, goes to `out`. */
@@ -110,7 +111,7 @@ route("#/sales", async (main, _params, query) => {
   const look = () => {
     const data = new FormData(form);
     const values = { product: String(data.get("product")).trim(), days: data.get("days"), to: data.get("to") };
-    remember("#/sales", values);
+    remember(form, "#/sales", values);
     return run(submit, out, () => showProduct(out, values));
   };
   form.addEventListener("submit", (event) => { event.preventDefault(); look(); });
@@ -188,7 +189,7 @@ route("#/sales/top", async (main, _params, query) => {
   const show = () => {
     const data = new FormData(form);
     const values = { days: data.get("days"), to: data.get("to"), limit: data.get("limit") };
-    remember("#/sales/top", values);
+    remember(form, "#/sales/top", values);
     return run(submit, out, () => showTop(out, values));
   };
   form.addEventListener("submit", (event) => { event.preventDefault(); show(); });
@@ -313,14 +314,14 @@ function uploadForm(reload) {
   const barText = h("span", { id: "sales-progress-text" }, "Not started");
   const progress = h("div", { class: "sales-progress", hidden: true },
     h("label", { for: "sales-progress" }, "Upload progress"), bar, barText);
-  const fileField = field("Daily file (JSON lines)", "file", { type: "file", required: true, accept: ".json,.jsonl,.ndjson,.txt", "aria-describedby": "sales-file-hint" });
+  const fileField = field("Daily file (JSON lines)", "file", { type: "file", required: true, accept: ".json,.jsonl,.ndjson,.txt,.gz", "aria-describedby": "sales-file-hint" });
   const dayField = field("Day of the sales", "date", { type: "date", required: true });
   const replaceId = "sales-replace";
   const submit = h("button", { type: "submit" }, "Upload");
   const form = h("form", { class: "card", "aria-labelledby": "sales-upload" },
     h("h2", { id: "sales-upload" }, "Upload a daily file"),
     h("div", { class: "row" }, fileField, dayField),
-    hint("sales-file-hint", "One transaction per line, like {\"id\": 17, \"products\": [3, 8]}. A name like 20261130_transactions.json gives the day."),
+    hint("sales-file-hint", "One transaction per line, like {\"id\": 17, \"products\": [3, 8]}. A name like 20261130_transactions.json gives the day; a gzipped file (.gz) is sent as it is."),
     h("div", { class: "sales-check" },
       h("input", { type: "checkbox", id: replaceId, name: "replace" }),
       h("label", { for: replaceId }, "Replace the day's counts if it already has another file")),
@@ -338,10 +339,6 @@ function uploadForm(reload) {
     event.preventDefault();
     const file = fileInput.files[0];
     const data = new FormData(form);
-    if (/\.gz$/i.test(file.name)) {
-      out.replaceChildren(message("This page sends plain files only: unzip the file first (the API and `wharf sales ingest` take it gzipped).", "error"));
-      return;
-    }
     const query = new URLSearchParams({ date: data.get("date") });
     if (data.get("replace")) query.set("replace", "true");
     out.replaceChildren();
@@ -351,6 +348,7 @@ function uploadForm(reload) {
       try {
         const report = await api.upload(`${API}/files?${query}`, file, {
           contentType: "application/x-ndjson",
+          encoding: /\.gz$/i.test(file.name) ? "gzip" : undefined,
           onProgress: (f) => setBar(f, f < 1 ? `${Math.round(f * 100)}%` : "Sent; counting…"),
         });
         setBar(1, "Done");

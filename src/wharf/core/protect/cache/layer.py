@@ -18,7 +18,7 @@ from wharf.core.data.generations import GenerationReader
 from wharf.core.http.asgi import bearer_digest
 from wharf.core.metrics import CACHE
 from wharf.core.protect.cache.backends import Backend, Entry, Key
-from wharf.core.security import Principal, TokenResolver
+from wharf.core.security import PRINCIPAL_STATE, Principal, TokenResolver
 
 log = logging.getLogger("wharf.cache")
 
@@ -97,7 +97,11 @@ class ResponseCache:
             _BYPASS.inc()
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal_id"] = principal.user_id
+        state = scope.setdefault("state", {})
+        state["principal_id"] = principal.user_id
+        # On a miss the app needs the same principal: it takes this one rather than look the
+        # token up a second time (`security.PRINCIPAL_STATE`).
+        state[PRINCIPAL_STATE] = (digest, principal)
         host = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"host":
