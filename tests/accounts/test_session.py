@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory
@@ -122,3 +123,19 @@ def test_a_bearer_header_wins_over_the_cookie(anon: TestClient, make_user: UserF
     )
     assert made.status_code == 201, made.text
     assert anon.get(SESSION).json()["user"]["email"] == "dave@example.com"
+
+
+def test_over_https_the_cookie_is_secure(app: FastAPI, make_user: UserFactory) -> None:
+    make_user(email="erin@example.com")
+    with TestClient(app, base_url="https://testserver") as tls:
+        answer = tls.post(SESSION, data={"username": "erin@example.com", "password": PASSWORD})
+        assert answer.status_code == 200
+        assert "; Secure" in answer.headers["set-cookie"]
+        csrf = answer.json()["csrf_token"]
+        # Our own origin is the https one: the http page of the same host is another site.
+        headers = {"X-CSRF-Token": csrf, "Origin": "http://testserver"}
+        assert tls.delete(SESSION, headers=headers).status_code == 403
+        headers["Origin"] = "https://testserver"
+        ended = tls.delete(SESSION, headers=headers)
+        assert ended.status_code == 204
+        assert "; Secure" in ended.headers["set-cookie"]
