@@ -85,6 +85,11 @@ class Watch:
             self.console_errors.append(text)
 
     def on_failed(self, request: Request) -> None:
+        # An image the browser stopped loading itself (the viewport changed, so `srcset` chose
+        # another rendition, or the tab closed) was not refused by anyone: not a failure. A
+        # thumbnail that really fails still shows as its 404 or 5xx in `on_response`.
+        if "/media/" in request.url and request.failure == "net::ERR_ABORTED":
+            return
         if not any(allowed in request.url for allowed in self.expected):
             self.failed.append(f"{request.method} {request.url}: {request.failure}")
 
