@@ -72,25 +72,23 @@ function withQuery(path, params) {
   return text ? `${path}${path.includes("?") ? "&" : "?"}${text}` : path;
 }
 
+/** POST, PUT or PATCH: the parsed body; `full: true` gives {data, response} (a 202 from a 200). */
+function sending(method) {
+  return async (path, body, { full = false, ...options } = {}) => {
+    const result = await request(method, path, { body, ...options });
+    return full ? result : result.data;
+  };
+}
+
 export const api = {
   /** GET: the parsed body. `full: true` gives {data, response} (for ETag and headers). */
   async get(path, params, { full = false } = {}) {
     const result = await request("GET", withQuery(path, params));
     return full ? result : result.data;
   },
-  /** POST, PUT, PATCH: the parsed body; `full: true` gives {data, response} (a 202 from a 200). */
-  async post(path, body, { full = false, ...options } = {}) {
-    const result = await request("POST", path, { body, ...options });
-    return full ? result : result.data;
-  },
-  async put(path, body, { full = false, ...options } = {}) {
-    const result = await request("PUT", path, { body, ...options });
-    return full ? result : result.data;
-  },
-  async patch(path, body, { full = false, ...options } = {}) {
-    const result = await request("PATCH", path, { body, ...options });
-    return full ? result : result.data;
-  },
+  post: sending("POST"),
+  put: sending("PUT"),
+  patch: sending("PATCH"),
   async del(path, options = {}) {
     return (await request("DELETE", path, options)).data;
   },
