@@ -35,10 +35,12 @@ TEST_WORKERS ?= auto
 test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
-# make bench BENCH_ARGS="--database-url postgresql://postgres@127.0.0.1:5432/wharf_bench"
+# One table over every domain's hot reads and writes, SQLite and PostgreSQL (bench/table.py).
+# make bench BENCH_ARGS="--no-postgres --seconds 5"; BENCH_ARGS="--profile var/profiles" also
+# samples each path with py-spy. Other suites: python -m bench.run --only NAME (bench/run.py).
 bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python -m bench.run --record $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --only table --record $(BENCH_ARGS)
 
 # Maintainers only (needs npm): fetch the dashboard's Chart.js again and check its checksum.
 CHARTJS_VERSION := 4.6.1

@@ -81,6 +81,30 @@ def load_cars(engine: Engine, settings: Settings, folder: Path) -> dict[str, int
     return dict(record["counts"])
 
 
+def server_env(url: str, keys: str, tmp: Path) -> dict[str, str]:
+    """A served Wharf's environment: its database and keys, files under `tmp`, quiet logs,
+    and a rate limit that stays on (its cost is part of every figure) with room for wrk."""
+    return {
+        "WHARF_DATABASE_URL": url,
+        "WHARF_KEY_ENCRYPTION_KEYS": keys,
+        "WHARF_VAR_DIR": str(tmp / "var"),
+        "WHARF_MEDIA_ROOT": str(tmp / "media"),
+        "WHARF_LOG_LEVEL": "WARNING",
+        "WHARF_RATE_LIMIT_API": "100000000/minute",
+    }
+
+
+def server_settings(url: str, keys: str, tmp: Path) -> Settings:
+    """`server_env` as settings, for the loading done in this process."""
+    return Settings(
+        _env_file=None,
+        database_url=url,
+        key_encryption_keys=keys,
+        var_dir=tmp / "var",
+        media_root=tmp / "media",
+    )
+
+
 def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -103,21 +127,8 @@ def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
 
         fresh(url).dispose()  # the import matches cars by title: start from none
     keys = keyring_env()
-    env = {
-        "WHARF_DATABASE_URL": url,
-        "WHARF_KEY_ENCRYPTION_KEYS": keys,
-        "WHARF_VAR_DIR": str(tmp / "var"),
-        "WHARF_MEDIA_ROOT": str(tmp / "media"),
-        "WHARF_LOG_LEVEL": "WARNING",
-        "WHARF_RATE_LIMIT_API": "100000000/minute",
-    }
-    settings = Settings(
-        _env_file=None,
-        database_url=url,
-        key_encryption_keys=keys,
-        var_dir=tmp / "var",
-        media_root=tmp / "media",
-    )
+    env = server_env(url, keys, tmp)
+    settings = server_settings(url, keys, tmp)
     engine = create_db_engine(url)
     upgrade(engine)
     counts = load_cars(engine, settings, tmp / "source")

@@ -77,6 +77,14 @@ def fresh(url: str) -> Engine:
     return engine
 
 
+def settle(engine: Engine) -> None:
+    """The steady state queries then meet, as SQLite's own checkpoints and PostgreSQL's
+    autovacuum soon make it: bulk-loaded rows out of the WAL, and planner statistics."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else "ANALYZE")
+
+
 def demo_part(url: str) -> tuple[list[str], int, int]:
     """Load the demo into a fresh database; its lines, the demo factory's id and its end."""
     engine = fresh(url)
@@ -86,11 +94,7 @@ def demo_part(url: str) -> tuple[list[str], int, int]:
     seconds = time.perf_counter() - started
     with engine.connect() as conn:
         _, last = readings.extent(conn, loaded.demo_factory_id)
-    # The steady state the queries then meet, as SQLite's own checkpoints and PostgreSQL's
-    # autovacuum soon make it: the million rows out of the WAL, and planner statistics.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        sqlite = engine.dialect.name == "sqlite"
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else "ANALYZE")
+    settle(engine)
     engine.dispose()
     if last is None:
         raise SystemExit("the demo factory has no readings")

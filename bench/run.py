@@ -42,6 +42,8 @@ SUITES = {
     "keys": "bench.keyring_cost",
     "notify": "bench.notify_latency",
     "sales": "bench.sales",
+    "scale-out": "bench.scale_out",
+    "table": "bench.table",
     "thumbnails": "bench.thumbnails",
 }
 
@@ -52,7 +54,8 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx/3xx answers plus wrk's timeouts
+    timeouts: int = 0  # of which timeouts: no answer within wrk's 2 s
 
 
 def free_port() -> int:
@@ -117,12 +120,12 @@ def wrk(url: str, headers: list[str], seconds: int, connections: int) -> Result:
 def parse_wrk(out: str) -> Result:
     """Requests per second, median and p99 latency, and errors from wrk's report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = 0
+    errors = timeouts = 0
     if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
         errors += int(m.group(1))
     if m := re.search(r"Socket errors:.*?timeout (\d+)", out):
-        errors += int(m.group(1))
-    return Result("", rps, _pct(out, "50%"), _pct(out, "99%"), errors)
+        timeouts = int(m.group(1))
+    return Result("", rps, _pct(out, "50%"), _pct(out, "99%"), errors + timeouts, timeouts)
 
 
 def _pct(out: str, label: str) -> float:

@@ -106,10 +106,19 @@ def wrk_lua(port: int, script: Path, headers: list[str], seconds: int, connectio
 
 @contextmanager
 def server(app: str, env: dict[str, str], *, factory: bool = True) -> Iterator[int]:
-    proc, port = serve(app, env, factory=factory)
+    with served(app, env, factory=factory) as (_, port):
+        yield port
+
+
+@contextmanager
+def served(
+    app: str, env: dict[str, str], *, factory: bool = True, cpus: str = "0"
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`server`, also giving the process (to sample it, say), on the cores `cpus`."""
+    proc, port = serve(app, env, factory=factory, cpus=cpus)
     try:
         wait_ready(f"http://127.0.0.1:{port}{'/healthz' if factory else '/'}", proc)
-        yield port
+        yield proc, port
     finally:
         proc.terminate()
         try:

@@ -3,6 +3,7 @@ read; on SQLite an unchanged database is not read again (the WAL-index watch).""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -118,3 +119,38 @@ def test_no_watch_where_sqlite_keeps_the_index_in_private_memory(tmp_path: Path)
         assert WalWatch.for_connection(private) is None
     with closing(sqlite3.connect(":memory:")) as memory:
         assert WalWatch.for_connection(memory) is None
+
+
+def test_concurrent_requests_share_reads_and_each_sees_every_earlier_commit(
+    db: Engine,
+) -> None:
+    """`current`, as the cache's hit path calls it from the event loop: requests arriving
+    while a read runs share the next one (fewer reads than requests on PostgreSQL), and every
+    answer holds every commit that returned before its request asked."""
+    reader = GenerationReader(db)
+    reads = 0
+    plain_read = reader.read
+
+    def counted() -> dict[str, int]:
+        nonlocal reads
+        reads += 1
+        return plain_read()
+
+    reader.read = counted  # type: ignore[method-assign]
+
+    async def request(committed: int) -> None:
+        assert (await reader.current())["crm"] >= committed
+
+    async def main() -> None:
+        start = (await reader.current())["crm"]
+        for n in range(1, 11):
+            with db.begin() as conn:  # a commit returns, then 20 requests arrive at once
+                conn.execute(text(BUMP))
+            await asyncio.gather(*(request(start + n) for _ in range(20)))
+
+    asyncio.run(main())
+    reader.close()
+    if db.dialect.name == "postgresql":
+        assert reads <= 1 + 10 * 2  # shared: the 20 of a round need one read, at most two
+    else:
+        assert reads == 1 + 10 * 20  # SQLite reads in place (mostly from memory)

@@ -9,9 +9,11 @@ and independent of whether the cache backend (Redis) is reachable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import mmap
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,8 @@ class GenerationReader:
     autocommit DBAPI connection for itself (opened lazily, in the process and on the thread
     that serves requests) and replaces it after any error.
 
-    On SQLite the table is read again only after a commit: see `WalWatch`.
+    On SQLite the table is read again only after a commit: see `WalWatch`. On PostgreSQL the
+    event loop asks through `current`, which shares one round trip among concurrent requests.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -94,6 +97,51 @@ class GenerationReader:
         self.conn: Any = None  # a DBAPI connection (sqlite3 or psycopg)
         self.watch: WalWatch | None = None
         self.last: dict[str, int] | None = None
+        # `current` on PostgreSQL: the read the next arrivals will share, whether one runs,
+        # and the loop they belong to.
+        self._next: asyncio.Future[dict[str, int]] | None = None
+        self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def current(self) -> dict[str, int]:
+        """`read`, for the event loop. On SQLite that is `read` itself (mostly one memory read).
+
+        On PostgreSQL it is a round trip, which on the loop would stall every other request
+        for its whole length. So it runs on a thread of the reader's own while the loop serves
+        on, and it is shared: requests that arrive while a read is under way wait for the next
+        one, which all of them share. No request takes a read that began before it arrived, so
+        each sees every commit that had returned by then, exactly as with `read`.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return self.read()
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (a test client's, say): start afresh
+            self._loop, self._next, self._running = loop, None, False
+        if self._next is None:
+            self._next = loop.create_future()
+        upcoming = self._next
+        if not self._running:
+            self._running = True
+            self._task = loop.create_task(self._share(loop))
+        # Shielded: a request that goes away must not cancel the read the others wait for.
+        return await asyncio.shield(upcoming)
+
+    async def _share(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="wharf-generations")
+        try:
+            while self._next is not None and self._loop is loop:
+                batch, self._next = self._next, None
+                try:
+                    batch.set_result(await loop.run_in_executor(self._thread, self.read))
+                except Exception as exc:
+                    batch.set_exception(exc)
+                    batch.exception()  # marked as seen: its waiters may all have gone
+        finally:
+            if self._loop is loop:
+                self._running = False
 
     def read(self) -> dict[str, int]:
         """Every group's generation. The dict may be shared between calls: do not change it."""

@@ -83,7 +83,7 @@ class ResponseCache:
             await self.app(scope, receive, send)
             return
         try:
-            generations = self.generations.read()
+            generations = await self.generations.current()
         except Exception as exc:  # database trouble: let the app path answer it (e.g. 503)
             log.warning("cache bypassed, generations unreadable: %s", type(exc).__name__)
             generations = {}
