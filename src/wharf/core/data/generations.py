@@ -85,8 +85,8 @@ class GenerationReader:
     """Reads every group's generation for the cache's hit path, on a connection of its own.
 
     A pool checkout and return cost several times this one-row read, so the reader keeps one
-    autocommit DBAPI connection for itself (opened lazily, in the process and on the thread
-    that serves requests) and replaces it after any error.
+    autocommit DBAPI connection for itself (opened lazily, in the process that uses it; on
+    PostgreSQL on the reader's own thread) and replaces it after any error.
 
     On SQLite the table is read again only after a commit: see `WalWatch`. On PostgreSQL the
     event loop asks through `current`, which shares one round trip among concurrent requests.
