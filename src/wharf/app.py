@@ -16,6 +16,7 @@ from wharf.api import api
 from wharf.catalog import jobs as catalog_jobs
 from wharf.core.config import Settings
 from wharf.core.data.db import create_db_engine, engine_for
+from wharf.core.data.generations import GenerationReader
 from wharf.core.data.migrate import check_schema
 from wharf.core.http import exposition, handlers, observability, openapi
 from wharf.core.http.health import router as health
@@ -36,6 +37,7 @@ from wharf.core.protect.cache import (
 )
 from wharf.core.protect.idempotency import Idempotency
 from wharf.core.protect.ratelimit import RateLimit
+from wharf.core.security import PrincipalMemo
 from wharf.core.storage import LocalStorage, Storage
 from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
@@ -113,6 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.token_resolver = resolve_token
+    # One generation reader and one memo of resolved tokens, for the cache and the app alike.
+    app.state.generations = GenerationReader(engine)
+    app.state.principals = PrincipalMemo()
     app.state.outbound = outbound
     app.state.storage = storage
     handlers.install(app)
@@ -146,6 +151,8 @@ def create_app(settings: Settings) -> FastAPI:
             front,
             engine=engine,
             resolver=resolve_token,
+            generations=app.state.generations,
+            principals=app.state.principals,
             backend=_cache_backend(settings),
             groups=CACHE_GROUPS,
         )

@@ -37,7 +37,10 @@ def test_dropped_connections_cost_at_most_one_503(
     _, token = make_user(role="admin")
     with TestClient(create_app(settings.model_copy(update={"cache": cache}))) as client:
         client.headers["Authorization"] = f"Bearer {token}"
-        assert client.get("/api/v1/companies").status_code == 200  # a pooled connection
+        # Pooled connections: the second request opens one in the place that the generation
+        # reader's own connection left empty in the pool when it was detached from it.
+        for _ in range(2):
+            assert client.get("/api/v1/companies").status_code == 200
         assert _drop_every_connection(database_url) >= 1
 
         first = client.get("/api/v1/companies")

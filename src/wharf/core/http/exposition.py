@@ -76,6 +76,9 @@ def track_pool(engine: Engine) -> None:
     # Engine-level listeners carry over to the pool that replaces this one after a disconnect.
     event.listen(engine, "checkout", lambda *_: DB_POOL_CHECKED_OUT.inc())
     event.listen(engine, "checkin", lambda *_: DB_POOL_CHECKED_OUT.dec())
+    # A connection taken out of the pool for good (the generation reader's) is never checked
+    # in, and no longer counts as the pool's either.
+    event.listen(engine, "detach", lambda *_: DB_POOL_CHECKED_OUT.dec())
 
 
 class _AllWorkers(Collector):

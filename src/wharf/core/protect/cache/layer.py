@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
 
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,11 +14,16 @@ from wharf.core.data.generations import GenerationReader
 from wharf.core.http.asgi import bearer_digest
 from wharf.core.metrics import CACHE
 from wharf.core.protect.cache.backends import Backend, Entry, Key
-from wharf.core.security import PRINCIPAL_STATE, Principal, TokenResolver
+from wharf.core.security import (
+    ACCOUNTS,
+    PRINCIPAL_STATE,
+    Principal,
+    PrincipalMemo,
+    TokenResolver,
+)
 
 log = logging.getLogger("wharf.cache")
 
-ACCOUNTS = "accounts"  # the generation that covers users and tokens
 _HIT, _MISS, _BYPASS = (CACHE.labels(result) for result in ("hit", "miss", "bypass"))
 MAX_ENTRY_BYTES = 1024 * 1024
 _KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
@@ -60,17 +61,16 @@ class ResponseCache:
         resolver: TokenResolver,
         backend: Backend,
         groups: tuple[Group, ...],
-        max_principals: int = 10_000,
+        generations: GenerationReader,
+        principals: PrincipalMemo,
     ) -> None:
         self.app = app
         self.engine = engine
         self.resolver = resolver
         self.backend = backend
         self.groups = groups
-        self.generations = GenerationReader(engine)
-        # token digest -> (principal, accounts generation it was read at, expiry as epoch)
-        self.principals: OrderedDict[str, tuple[Principal, int, float]] = OrderedDict()
-        self.max_principals = max_principals
+        self.generations = generations
+        self.principals = principals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -131,10 +131,9 @@ class ResponseCache:
         accounts = generations.get(ACCOUNTS)
         if accounts is None:
             return None
-        known = self.principals.get(digest)
-        if known is not None and known[1] == accounts and known[2] > time.time():
-            self.principals.move_to_end(digest)
-            return known[0]
+        known = self.principals.get(digest, accounts)
+        if known is not None:
+            return known
         # Users or tokens changed, the token expired, or first sight: ask the database.
         try:
             with self.engine.connect() as conn:
@@ -142,12 +141,7 @@ class ResponseCache:
         except Exception as exc:  # as for the generations: the app path answers it (e.g. 503)
             log.warning("cache bypassed, token unreadable: %s", type(exc).__name__)
             return None
-        if principal is None:
-            self.principals.pop(digest, None)
-            return None
-        self.principals[digest] = (principal, accounts, _expiry(principal))
-        if len(self.principals) > self.max_principals:
-            self.principals.popitem(last=False)
+        self.principals.put(digest, accounts, principal)
         return principal
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: Key) -> None:
@@ -177,15 +171,6 @@ class ResponseCache:
             return
         kept = [(k, v) for k, v in start.get("headers", []) if k.lower() in _KEPT_HEADERS]
         await self.backend.set(key, Entry(kept, body))
-
-
-def _expiry(principal: Principal) -> float:
-    expires = principal.expires_at
-    if expires is None:
-        return math.inf
-    if expires.tzinfo is None:  # SQLite returns naive UTC
-        expires = expires.replace(tzinfo=UTC)
-    return expires.timestamp()
 
 
 async def _replay(entry: Entry, if_none_match: bytes | None, send: Send) -> None:
