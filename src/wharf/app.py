@@ -36,8 +36,8 @@ from wharf.core.protect.cache import (
     TieredBackend,
 )
 from wharf.core.protect.idempotency import Idempotency
+from wharf.core.protect.principals import PrincipalMemo, ResolvePrincipal
 from wharf.core.protect.ratelimit import RateLimit
-from wharf.core.security import PrincipalMemo
 from wharf.core.storage import LocalStorage, Storage
 from wharf.core.webhooks.delivery import DeliveryHandler
 from wharf.core.webhooks.service import sync_settings_endpoint
@@ -115,9 +115,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.token_resolver = resolve_token
-    # One generation reader and one memo of resolved tokens, for the cache and the app alike.
-    app.state.generations = GenerationReader(engine)
-    app.state.principals = PrincipalMemo()
     app.state.outbound = outbound
     app.state.storage = storage
     handlers.install(app)
@@ -149,13 +146,16 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cache == "on":
         front = ResponseCache(
             front,
-            engine=engine,
-            resolver=resolve_token,
-            generations=app.state.generations,
-            principals=app.state.principals,
             backend=_cache_backend(settings),
             groups=CACHE_GROUPS,
         )
+    front = ResolvePrincipal(
+        front,
+        engine=engine,
+        resolver=resolve_token,
+        generations=GenerationReader(engine),
+        memo=PrincipalMemo(),
+    )
     if settings.rate_limits_enabled:
         # Outside the cache (a hit still counts), inside HttpContract (normalised paths,
         # bounded bodies).

@@ -18,7 +18,8 @@ from wharf.accounts.models import ApiToken, User
 from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.data.db import utcnow
-from wharf.core.security import Principal, PrincipalMemo
+from wharf.core.protect.principals import PrincipalMemo
+from wharf.core.security import Principal
 
 COMPANIES = "/api/v1/companies"
 USERS = "/api/v1/users"

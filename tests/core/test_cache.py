@@ -16,7 +16,7 @@ from tests.conftest import UserFactory, auth, front_layer
 from wharf.app import create_app
 from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
-from wharf.core.protect.cache import ResponseCache
+from wharf.core.protect.principals import ResolvePrincipal
 from wharf.core.security import Principal, TokenResolver
 
 LIST = "/api/v1/customers?company_id=1&ordering=-last_name"
@@ -131,18 +131,19 @@ def test_a_miss_looks_the_token_up_once(
         lookups.append(digest)
         return resolve(conn, digest)
 
-    cache = front_layer(app, ResponseCache)
-    cache.resolver = app.state.token_resolver = counted
+    front = front_layer(app, ResolvePrincipal)
+    front.resolver = app.state.token_resolver = counted
     before = hits()
     first = client.get(LIST, headers=auth(token))
     assert first.status_code == 200
     assert hits() == before  # a miss, answered by the app
-    assert len(lookups) == 1  # the cache layer's lookup, taken over by the route's auth
+    assert len(lookups) == 1  # the lookup in front of the cache, taken over by the route's auth
     # A revocation is still seen at once: the accounts generation moved, so it is looked up.
     mine = client.get("/api/v1/auth/tokens", headers=auth(token)).json()["items"][0]
     client.delete(f"/api/v1/auth/tokens/{mine['id']}", headers=auth(token))
     assert client.get(LIST + "&limit=3", headers=auth(token)).status_code == 401
-    # Writes are not the cache's: the route looks the token up itself.
+    # Writes are not the cache's, and their token is looked up once as well (the accounts
+    # generation moved since this admin's token was last seen).
     lookups.clear()
     assert client.post("/api/v1/companies", json={"name": "Own lookup"}).status_code == 201
     assert len(lookups) == 1
@@ -261,13 +262,13 @@ def test_revocation_reaches_other_workers_without_redis(
 def test_a_database_error_on_the_hit_path_leaves_the_answer_to_the_app(
     app: FastAPI, client: TestClient
 ) -> None:
-    # The cache layer runs in front of FastAPI's error handling: a failure of its token lookup
+    # The layers in front run outside FastAPI's error handling: a failure of the token lookup
     # must not become a 500, the request goes on to the app (which answers 503 if it fails too).
     def unreachable(*_: object) -> None:
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
-    cache = front_layer(app, ResponseCache)
-    cache.principals.clear()
-    cache.resolver = unreachable
+    front = front_layer(app, ResolvePrincipal)
+    front.memo.clear()
+    front.resolver = unreachable
     response = client.get(LIST)
     assert response.status_code == 200, response.text

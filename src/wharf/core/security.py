@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import math
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from argon2 import PasswordHasher
@@ -25,10 +21,7 @@ from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from sqlalchemy import Connection, Engine
 
 from wharf.core.data.db import Db
-from wharf.core.data.generations import GenerationReader
 from wharf.core.errors import Forbidden, Unauthorized
-
-log = logging.getLogger("wharf.security")
 
 SCOPES = {
     "read": "Read data (GET).",
@@ -89,52 +82,6 @@ TokenResolver = Callable[[Connection, str], Principal | None]
 # Request state under which a layer in front of routing leaves (token digest, principal) it
 # has already resolved for this request.
 PRINCIPAL_STATE = "resolved_principal"
-ACCOUNTS = "accounts"  # the data generation that covers users and tokens
-
-
-class PrincipalMemo:
-    """Tokens already resolved, reused while the accounts generation has not moved.
-
-    Every change to users or tokens (a revocation, a role change) bumps that generation in
-    its own transaction (`core.data.generations`), and a generation read that starts after
-    the commit returned sees it; a principal is kept with the generation read *before* its
-    lookup, so it is reused only while nothing that could change it has committed. Expiry is
-    checked against the clock. Unknown tokens are not kept: each one asks the database.
-    One per app, shared by the response cache and `authenticate`.
-    """
-
-    def __init__(self, max_size: int = 10_000) -> None:
-        # token digest -> (principal, accounts generation it was read at, expiry as epoch)
-        self.known: OrderedDict[str, tuple[Principal, int, float]] = OrderedDict()
-        self.max_size = max_size
-
-    def get(self, digest: str, accounts: int) -> Principal | None:
-        known = self.known.get(digest)
-        if known is None or known[1] != accounts or known[2] <= time.time():
-            return None
-        self.known.move_to_end(digest)
-        return known[0]
-
-    def put(self, digest: str, accounts: int, principal: Principal | None) -> None:
-        if principal is None:
-            self.known.pop(digest, None)
-            return
-        self.known[digest] = (principal, accounts, _expiry(principal))
-        if len(self.known) > self.max_size:
-            self.known.popitem(last=False)
-
-    def clear(self) -> None:
-        self.known.clear()
-
-
-def _expiry(principal: Principal) -> float:
-    expires = principal.expires_at
-    if expires is None:
-        return math.inf
-    if expires.tzinfo is None:  # SQLite returns naive UTC
-        expires = expires.replace(tzinfo=UTC)
-    return expires.timestamp()
-
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
@@ -145,7 +92,7 @@ async def authenticate(
     db: Db,
     token: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
-    return await _principal(db, request, required, token)
+    return _principal(db, request, required, token)
 
 
 async def authenticate_apart(
@@ -158,10 +105,10 @@ async def authenticate_apart(
     write on SQLite is the database's write lock, while they do."""
     engine: Engine = request.app.state.engine
     with engine.connect() as conn:
-        return await _principal(conn, request, required, token)
+        return _principal(conn, request, required, token)
 
 
-async def _principal(
+def _principal(
     conn: Connection, request: Request, required: SecurityScopes, token: str | None
 ) -> Principal:
     if not token:
@@ -175,33 +122,14 @@ async def _principal(
     if seen is not None and seen[0] == digest:
         principal: Principal | None = seen[1]
     else:
-        principal = await _resolve(conn, request, digest)
+        resolve: TokenResolver = request.app.state.token_resolver
+        principal = resolve(conn, digest)
     if principal is None:
         raise Unauthorized("The bearer token is unknown, expired or revoked.")
     missing = [s for s in required.scopes if s not in principal.scopes]
     if missing:
         raise Forbidden(f"This token lacks the scope {', '.join(missing)} needed here.")
     request.state.principal_id = principal.user_id
-    return principal
-
-
-async def _resolve(conn: Connection, request: Request, digest: str) -> Principal | None:
-    """The token's principal: from the memo while the accounts generation stands (on SQLite
-    a memory read; on PostgreSQL one read shared by concurrent requests, off the event loop),
-    else from the database, on the request's connection."""
-    reader: GenerationReader = request.app.state.generations
-    memo: PrincipalMemo = request.app.state.principals
-    try:
-        accounts = (await reader.current()).get(ACCOUNTS)
-    except Exception as exc:  # the lookup below then meets the same trouble, and says so
-        log.warning("principal memo bypassed, generations unreadable: %s", type(exc).__name__)
-        accounts = None
-    principal = memo.get(digest, accounts) if accounts is not None else None
-    if principal is None:
-        resolve: TokenResolver = request.app.state.token_resolver
-        principal = resolve(conn, digest)
-        if accounts is not None:
-            memo.put(digest, accounts, principal)
     return principal
 
 

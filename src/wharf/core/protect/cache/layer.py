@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wharf.core.data.generations import GenerationReader
 from wharf.core.http.asgi import bearer_digest
 from wharf.core.metrics import CACHE
 from wharf.core.protect.cache.backends import Backend, Entry, Key
-from wharf.core.security import (
-    ACCOUNTS,
-    PRINCIPAL_STATE,
-    Principal,
-    PrincipalMemo,
-    TokenResolver,
-)
-
-log = logging.getLogger("wharf.cache")
+from wharf.core.protect.principals import GENERATIONS_STATE
+from wharf.core.security import PRINCIPAL_STATE, Principal
 
 _HIT, _MISS, _BYPASS = (CACHE.labels(result) for result in ("hit", "miss", "bypass"))
 MAX_ENTRY_BYTES = 1024 * 1024
@@ -57,20 +47,12 @@ class ResponseCache:
         self,
         app: ASGIApp,
         *,
-        engine: Engine,
-        resolver: TokenResolver,
         backend: Backend,
         groups: tuple[Group, ...],
-        generations: GenerationReader,
-        principals: PrincipalMemo,
     ) -> None:
         self.app = app
-        self.engine = engine
-        self.resolver = resolver
         self.backend = backend
         self.groups = groups
-        self.generations = generations
-        self.principals = principals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -82,12 +64,12 @@ class ResponseCache:
         if group is None or digest is None:
             await self.app(scope, receive, send)
             return
-        try:
-            generations = await self.generations.current()
-        except Exception as exc:  # database trouble: let the app path answer it (e.g. 503)
-            log.warning("cache bypassed, generations unreadable: %s", type(exc).__name__)
-            generations = {}
-        principal = self._principal(digest, generations)
+        # `ResolvePrincipal`, in front, read the generations and resolved the token for this
+        # request; without either (database trouble, an unknown token) the app decides.
+        state = scope.get("state", {})
+        generations: Mapping[str, int] = state.get(GENERATIONS_STATE, {})
+        seen: tuple[str, Principal | None] | None = state.get(PRINCIPAL_STATE)
+        principal = seen[1] if seen is not None and seen[0] == digest else None
         if (
             principal is None
             or "read" not in principal.scopes
@@ -97,11 +79,7 @@ class ResponseCache:
             _BYPASS.inc()
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
         state["principal_id"] = principal.user_id
-        # On a miss the app needs the same principal: it takes this one rather than look the
-        # token up a second time (`security.PRINCIPAL_STATE`).
-        state[PRINCIPAL_STATE] = (digest, principal)
         host = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"host":
@@ -126,23 +104,6 @@ class ResponseCache:
             return
         _MISS.inc()
         await self._fill(scope, receive, send, key)
-
-    def _principal(self, digest: str, generations: Mapping[str, int]) -> Principal | None:
-        accounts = generations.get(ACCOUNTS)
-        if accounts is None:
-            return None
-        known = self.principals.get(digest, accounts)
-        if known is not None:
-            return known
-        # Users or tokens changed, the token expired, or first sight: ask the database.
-        try:
-            with self.engine.connect() as conn:
-                principal = self.resolver(conn, digest)
-        except Exception as exc:  # as for the generations: the app path answers it (e.g. 503)
-            log.warning("cache bypassed, token unreadable: %s", type(exc).__name__)
-            return None
-        self.principals.put(digest, accounts, principal)
-        return principal
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: Key) -> None:
         start: Message | None = None
