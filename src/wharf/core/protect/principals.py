@@ -88,10 +88,11 @@ class ResolvePrincipal:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         digest = bearer_digest(scope) if scope["type"] == "http" else None
         if digest is not None:
-            await self._resolve(scope, digest)
+            await self.resolve(scope, digest)
         await self.app(scope, receive, send)
 
-    async def _resolve(self, scope: Scope, digest: str) -> None:
+    async def resolve(self, scope: Scope, digest: str) -> None:
+        """Leave the generations and the token's principal in the scope's state."""
         # Any trouble leaves the state empty: `authenticate` then looks the token up on the
         # request's own connection and answers the failure as every request does (503).
         try:

@@ -5,9 +5,9 @@ the generation is read before the request runs, and writes bump it in their own 
 so after a write has returned no worker can reach an entry from before it. A hit still checks
 the bearer token, as `core.protect.principals` resolved it in front: a resolved principal is
 reused only while the accounts generation (users and tokens) is unchanged, so a token revoked
-on one worker is refused on the next request on every worker. Entries live in process memory or, when configured, in Redis shared by all
-workers with process memory in front; when Redis is unreachable every request is served from
-the database instead.
+on one worker is refused on the next request on every worker. Entries live in process memory
+or, when configured, in Redis shared by all workers with process memory in front; when Redis
+is unreachable every request is served from the database instead.
 """
 
 from wharf.core.protect.cache.backends import (
