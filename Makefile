@@ -27,7 +27,7 @@ run: $(RUN_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy --strict src tests
+	$(BIN)/mypy --strict src tests bench
 
 # Test files run in parallel, one file per worker at a time (its session fixtures, such as the
 # Spark session, stay with it); each worker has its own PostgreSQL database (tests/conftest.py).

@@ -11,6 +11,8 @@ import asyncio
 import time
 from typing import Any
 
+from starlette.types import Message
+
 from wharf.accounts.service import resolve_token
 from wharf.app import create_app
 from wharf.core.config import Settings
@@ -39,12 +41,12 @@ def _per_request_us(settings: Settings, token: str) -> float:
         "server": ("127.0.0.1", 8000),
     }
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     statuses: list[int] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 

@@ -34,6 +34,7 @@ from wharf.core.data.migrate import upgrade
 from wharf.sales import duck as duck_module
 from wharf.sales import files, lines, service
 from wharf.sales.duck import _FAST, _PLAIN, ROW, SUSPECT, DuckDBEngine
+from wharf.sales.files import Inspected
 from wharf.sales.ingest import ingest
 from wharf.sales.lines import Counted
 
@@ -142,6 +143,9 @@ class TimedCounter:
     ) -> Counted:
         with self.phases.phase("DuckDB count"):
             return self.inner.count(path, gzipped=gzipped, id_key=id_key, plain_rows=plain_rows)
+
+    def identify(self, path: str) -> Inspected | None:
+        return self.inner.identify(path)
 
     def typed_tally(self, path: str, *, gzipped: bool, id_key: str) -> dict[int, int] | None:
         # Runs on a thread beside `inspect`: its wall time overlaps inspect's (CPU time is
