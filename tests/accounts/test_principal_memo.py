@@ -1,6 +1,6 @@
-"""A token is looked up once while the accounts generation stands, and every change to users
-or tokens is seen by the next request: with the response cache off, and for writes, which the
-cache never answers."""
+"""A token is looked up once while the accounts generation stands, for the API's reads with
+the response cache off too, and every change to users or tokens is seen by the next request,
+read or write."""
 
 from __future__ import annotations
 
@@ -49,9 +49,11 @@ def test_a_known_token_costs_no_second_lookup(uncached: TestClient, make_user: U
     _, token = make_user()
     for _ in range(3):
         assert uncached.get(COMPANIES, headers=auth(token)).status_code == 200
+    assert len(lookups) == 1
+    # A write looks its token up itself, inside its own transaction, after its body came.
     created = uncached.post(COMPANIES, json={"name": "Memo Ltd"}, headers=auth(token))
     assert created.status_code == 201, created.text
-    assert len(lookups) == 1
+    assert len(lookups) == 2
 
 
 def test_a_revoked_token_is_refused_at_once_for_reads_and_writes(
@@ -97,3 +99,7 @@ def test_the_memo_forgets_an_expired_token_and_keys_on_the_generation() -> None:
     assert list(memo.known) == ["live", "naive"]
     memo.put("naive", 7, None)  # looked up again and unknown now
     assert memo.get("naive", 7) is None
+    memo.put("gone", 8, gone)
+    memo.put("live", 8, live)  # seen again after a change: the most recent now
+    memo.put("naive", 8, naive)
+    assert list(memo.known) == ["live", "naive"]

@@ -142,8 +142,7 @@ def test_a_miss_looks_the_token_up_once(
     mine = client.get("/api/v1/auth/tokens", headers=auth(token)).json()["items"][0]
     client.delete(f"/api/v1/auth/tokens/{mine['id']}", headers=auth(token))
     assert client.get(LIST + "&limit=3", headers=auth(token)).status_code == 401
-    # Writes are not the cache's, and their token is looked up once as well (the accounts
-    # generation moved since this admin's token was last seen).
+    # Writes are not the cache's: the route looks the token up itself.
     lookups.clear()
     assert client.post("/api/v1/companies", json={"name": "Own lookup"}).status_code == 201
     assert len(lookups) == 1

@@ -79,6 +79,7 @@ def drop_trigger_sql(dialect: str, table: str) -> list[str]:
 
 
 _READ = f"SELECT name, n FROM {TABLE}"
+SHARED_READ_TIMEOUT = 5.0  # seconds
 
 
 class GenerationReader:
@@ -126,7 +127,9 @@ class GenerationReader:
             self._running = True
             self._task = loop.create_task(self._share(loop))
         # Shielded: a request that goes away must not cancel the read the others wait for.
-        return await asyncio.shield(upcoming)
+        # Bounded: a read stuck on a stalled connection must not hold every request with it;
+        # a caller that times out falls back to its own lookup.
+        return await asyncio.wait_for(asyncio.shield(upcoming), SHARED_READ_TIMEOUT)
 
     async def _share(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._thread is None:

@@ -8,7 +8,8 @@ stays right for as long as that generation does, up to the token's expiry. On SQ
 generation costs a memory read; on PostgreSQL one round trip, off the event loop and shared
 by the requests that arrive together.
 
-This runs as a pure ASGI layer, in front of routing, for one reason: on PostgreSQL the
+It serves the API's reads (GET, HEAD); writes look their token up in their own transaction.
+It runs as a pure ASGI layer, in front of routing, for one reason: on PostgreSQL the
 generation read is awaited, and a request must not hold a pooled connection while it waits.
 Inside FastAPI, `authenticate` runs after the request's connection is checked out; out here
 none is held, and `authenticate` and the response cache take what this layer left in the
@@ -26,6 +27,7 @@ from datetime import UTC
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wharf.core.data.db import SAFE_METHODS
 from wharf.core.data.generations import GenerationReader
 from wharf.core.http.asgi import bearer_digest
 from wharf.core.security import PRINCIPAL_STATE, Principal, TokenResolver
@@ -36,6 +38,7 @@ ACCOUNTS = "accounts"  # the data generation that covers users and tokens
 # Request state: every group's generation, read after the request arrived (the cache keys on
 # them; a read made for this very request is as fresh as one made a moment later).
 GENERATIONS_STATE = "data_generations"
+API_PREFIX = "/api/"
 
 
 class PrincipalMemo:
@@ -59,6 +62,7 @@ class PrincipalMemo:
             self.known.pop(digest, None)
             return
         self.known[digest] = (principal, accounts, _expiry(principal))
+        self.known.move_to_end(digest)  # a token seen again after a change is recent too
         if len(self.known) > self.max_size:
             self.known.popitem(last=False)
 
@@ -86,9 +90,17 @@ class ResolvePrincipal:
         self.memo = memo
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        digest = bearer_digest(scope) if scope["type"] == "http" else None
-        if digest is not None:
-            await self.resolve(scope, digest)
+        # Reads of the API only. A write checks its token inside its own transaction, after
+        # its body has arrived, as it always did: a token revoked while a slow client sends
+        # a body is refused. And outside /api/ no rate limit stands in front of this work.
+        if (
+            scope["type"] == "http"
+            and scope["method"] in SAFE_METHODS
+            and scope["path"].startswith(API_PREFIX)
+        ):
+            digest = bearer_digest(scope)
+            if digest is not None:
+                await self.resolve(scope, digest)
         await self.app(scope, receive, send)
 
     async def resolve(self, scope: Scope, digest: str) -> None:
