@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from wharf.core.data import generations
 from wharf.core.data.db import create_db_engine
 from wharf.core.data.generations import GenerationReader, WalWatch
 
@@ -154,3 +156,35 @@ def test_concurrent_requests_share_reads_and_each_sees_every_earlier_commit(
         assert reads <= 1 + 10 * 2  # shared: the 20 of a round need one read, at most two
     else:
         assert reads == 1 + 10 * 20  # SQLite reads in place (mostly from memory)
+
+
+def test_a_stuck_shared_read_times_out_and_the_next_read_is_fresh(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared read stuck on a stalled connection bounds its waiters (they then look up on
+    their own), and once it returns the reader serves fresh reads again."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL's reads run on the reader's thread")
+    monkeypatch.setattr(generations, "SHARED_READ_TIMEOUT", 0.2)
+    reader = GenerationReader(db)
+    release = threading.Event()
+    plain_read = reader.read
+
+    def stuck() -> dict[str, int]:
+        release.wait(5)
+        return plain_read()
+
+    async def main() -> None:
+        reader.read = stuck  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            await reader.current()
+        reader.read = plain_read  # type: ignore[method-assign]
+        release.set()
+        with db.begin() as conn:
+            before = conn.execute(text("SELECT n FROM cache_generations WHERE name = 'crm'"))
+            committed = int(before.scalar_one()) + 1
+            conn.execute(text(BUMP))
+        assert (await reader.current())["crm"] == committed
+
+    asyncio.run(main())
+    reader.close()
