@@ -127,9 +127,7 @@ class GenerationReader:
             self._running = True
             self._task = loop.create_task(self._share(loop))
         # Shielded: a request that goes away must not cancel the read the others wait for.
-        # Bounded: a read stuck on a stalled connection must not hold every request with it;
-        # a caller that times out falls back to its own lookup.
-        return await asyncio.wait_for(asyncio.shield(upcoming), SHARED_READ_TIMEOUT)
+        return await asyncio.shield(upcoming)
 
     async def _share(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._thread is None:
@@ -138,7 +136,12 @@ class GenerationReader:
             while self._next is not None and self._loop is loop:
                 batch, self._next = self._next, None
                 try:
-                    batch.set_result(await loop.run_in_executor(self._thread, self.read))
+                    # Bounded, once per shared read rather than per waiter: a read stuck on a
+                    # stalled connection must not hold every request with it. Its waiters get
+                    # TimeoutError and look up on their own; the reads queued behind it on the
+                    # reader's thread time out alike until it returns.
+                    read = loop.run_in_executor(self._thread, self.read)
+                    batch.set_result(await asyncio.wait_for(read, SHARED_READ_TIMEOUT))
                 except Exception as exc:
                     batch.set_exception(exc)
                     batch.exception()  # marked as seen: its waiters may all have gone
