@@ -116,8 +116,8 @@ def _principal(
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise Unauthorized("The bearer token is malformed.")
     digest = token_hash(token)
-    # The response cache resolved this very token for this request when it looked for a hit,
-    # checked against the accounts generation: a miss then costs no second lookup.
+    # For an API read, `core.protect.principals` resolved this very token for this request in
+    # front of routing, checked against the accounts generation: no second lookup here.
     seen: tuple[str, Principal] | None = getattr(request.state, PRINCIPAL_STATE, None)
     if seen is not None and seen[0] == digest:
         principal: Principal | None = seen[1]
