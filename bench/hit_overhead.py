@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Message
 
-from wharf.accounts.service import resolve_token
-from wharf.app import create_app
+from wharf.app import Wharf, create_app
 from wharf.core.config import Settings
-from wharf.core.data.generations import GenerationReader
-from wharf.core.protect.principals import PrincipalMemo, ResolvePrincipal
+from wharf.core.protect.principals import ResolvePrincipal
 from wharf.core.security import PRINCIPAL_STATE, token_hash
 
 ROUNDS = 3000
@@ -68,13 +66,10 @@ def _per_request_us(settings: Settings, token: str) -> float:
 def _auth_on_hit_us(settings: Settings, token: str) -> float:
     app = create_app(settings)
     engine = app.state.engine
-    layer = ResolvePrincipal(
-        app,
-        engine=engine,
-        resolver=resolve_token,
-        generations=GenerationReader(engine),
-        memo=PrincipalMemo(),
-    )
+    # The app's own layer, found along the chain in front of FastAPI.
+    layer: Any = cast(Wharf, app).front
+    while not isinstance(layer, ResolvePrincipal):
+        layer = layer.app
     digest = token_hash(token)
 
     async def run() -> float:
