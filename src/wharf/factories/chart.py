@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, TextClause, text
 
+from wharf.core.data.db import plain_rows
 from wharf.core.errors import InvalidInput
 from wharf.factories.models import DAY, HOUR
 
@@ -172,14 +173,14 @@ def bucketed(
     # no bucket gathers rows from two pieces.
     disjoint = all(_aligned(bucket, high) for _, _, high in pieces[:-1])
     statement = _bucketed(bucket, tuple(w for w, _, _ in pieces), disjoint)
-    # Fetched whole (one driver call, not one per row); both drivers give plain ints here.
-    found = conn.execute(statement, _bounds(factory_id, pieces)).all()
-    return cast(list[tuple[int, int, int]], found)  # Rows unpack as (time, actual, goal)
+    # Both drivers give plain ints here (the sums are CAST to BIGINT).
+    found = plain_rows(conn, statement, _bounds(factory_id, pieces))
+    return cast(list[tuple[int, int, int]], found)
 
 
 def raw(conn: Connection, factory_id: int, low: int, high: int) -> list[tuple[int, int, int]]:
     params = {"factory_id": factory_id, "lo": low, "hi": high}
-    return cast(list[tuple[int, int, int]], conn.execute(_RAW, params).all())
+    return cast(list[tuple[int, int, int]], plain_rows(conn, _RAW, params))
 
 
 def span(bucket: int, first: int, last: int) -> int:
