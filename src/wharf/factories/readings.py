@@ -169,6 +169,9 @@ def existing(conn: Connection, factory_id: int, times: Sequence[int]) -> list[Ro
     return [(int(t), int(a), int(g)) for t, a, g in found]
 
 
+# ORDER BY: written in time order, a factory's rollups lie on the pages in the order the
+# chart reads them. PostgreSQL's hash aggregate scattered them: the last 30 days' 720 hourly
+# rows sat on 73 of the table's 74 pages, read by a bitmap scan and sorted again.
 _REBUILD = (
     text("DELETE FROM factory_rollups_hourly WHERE factory_id = :factory_id"),
     text("DELETE FROM factory_rollups_daily WHERE factory_id = :factory_id"),
@@ -176,13 +179,13 @@ _REBUILD = (
         "INSERT INTO factory_rollups_hourly (factory_id, start, readings, actual, goal) "  # noqa: S608
         f"SELECT factory_id, time - time % {HOUR}, count(*), sum(actual), sum(goal) "
         "FROM factory_readings WHERE factory_id = :factory_id "
-        f"GROUP BY factory_id, time - time % {HOUR}"
+        f"GROUP BY factory_id, time - time % {HOUR} ORDER BY 2"
     ),
     text(
         "INSERT INTO factory_rollups_daily (factory_id, start, readings, actual, goal) "  # noqa: S608
         f"SELECT factory_id, start - start % {DAY}, sum(readings), sum(actual), sum(goal) "
         "FROM factory_rollups_hourly WHERE factory_id = :factory_id "
-        f"GROUP BY factory_id, start - start % {DAY}"
+        f"GROUP BY factory_id, start - start % {DAY} ORDER BY 2"
     ),
 )
 
