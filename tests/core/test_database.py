@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory
 from wharf.app import create_app
 from wharf.core.config import Settings
-from wharf.core.data.db import create_db_engine
+from wharf.core.data.db import create_db_engine, plain_rows
 
 
 def _drop_every_connection(database_url: str) -> int:
@@ -56,3 +56,19 @@ def test_dropped_connections_cost_at_most_one_503(
             assert first.status_code in (200, 503), first.text
         # SQLAlchemy replaced the pool on the disconnect: the next request succeeds.
         assert client.get("/api/v1/companies").status_code == 200
+
+
+def test_plain_rows_are_the_drivers_tuples_in_order_and_the_result_is_closed(
+    engine: Engine,
+) -> None:
+    statement = text(
+        "SELECT n, n * 2, 'x' || CAST(n AS TEXT) FROM (SELECT 3 AS n UNION ALL SELECT 1 "
+        "UNION ALL SELECT 2) AS t WHERE n >= :low ORDER BY n"
+    )
+    with engine.connect() as conn:
+        rows = plain_rows(conn, statement, {"low": 2})
+        assert rows == [(2, 4, "x2"), (3, 6, "x3")]
+        assert all(type(row) is tuple and type(row[0]) is int for row in rows)
+        assert plain_rows(conn, statement, {"low": 9}) == []
+        # The connection is free for the next statement: nothing was left open on it.
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1

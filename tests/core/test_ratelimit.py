@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from httpx2 import Response
@@ -33,6 +33,9 @@ from wharf.core.protect.ratelimit import (
     verdict,
 )
 from wharf.core.security import new_token, token_hash
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
 
 COMPANIES = "/api/v1/companies"
 LOGIN = "/api/v1/auth/token"
@@ -437,6 +440,45 @@ def test_redis_refused_by_one_policy_counts_against_none(redis_url: str, prefix:
     only_loose = asyncio.run(store.hit([(loose, "addr")]))
     assert only_loose is not None
     assert only_loose[0][:2] == (True, 2)
+
+
+def test_redis_requests_arriving_together_share_one_call_counted_as_one_call_each(
+    redis_url: str, prefix: str
+) -> None:
+    store = stores.RedisStore(redis_url, prefix, timeout=10)
+    tight = parse_policies("api", "3/minute")[0]
+    loose = parse_policies("address", "100/minute")[0]
+    calls = 0
+
+    async def together() -> list[list[tuple[bool, int, int]] | None]:
+        batch = store._batch(asyncio.get_running_loop())
+        script = batch.script
+
+        async def counted(**kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await script(**kwargs)
+
+        batch.script = cast("AsyncScript", counted)
+        # Three callers send five requests each, all at once, each under both policies.
+        return await asyncio.gather(
+            *(
+                store.hit([(tight, f"caller{n}"), (loose, "shared")])
+                for n in range(3)
+                for _ in range(5)
+            )
+        )
+
+    results = asyncio.run(together())
+    assert calls == 1  # fifteen requests, one round trip
+    for n in range(3):
+        mine = results[5 * n : 5 * n + 5]
+        assert [r[0][0] for r in mine if r] == [True, True, True, False, False]
+        assert [r[0][1] for r in mine if r] == [2, 1, 0, 0, 0]
+    # Only the nine requests the tight policy let through counted under the loose one.
+    after = asyncio.run(store.hit([(loose, "shared")]))
+    assert after is not None
+    assert after[0][:2] == (True, 100 - 9 - 1)
 
 
 def test_two_apps_sharing_redis_share_the_limit(

@@ -25,8 +25,9 @@ request: 1,200 entries per token at the default, O(limit) work per hit in Redis)
 memory and time per key, which is what a layer in front of every request can afford. Every
 policy of a request is checked before any counts, so a request refused by one uses up none.
 
-Stores: with `redis_url`, one Lua script of ours per request (`stores.RedisStore`): every
-policy's check and count at once, atomic, on Redis's clock, in one round trip. limits' Redis
+Stores: with `redis_url`, one Lua script of ours (`stores.RedisStore`): every policy's check
+and count at once, atomic, on Redis's clock, in one round trip; the requests that arrive while
+a call is under way go together in the next call, counted exactly as one call each would be. limits' Redis
 storage was used before; it needs two round trips for a verdict plus the numbers the fields
 report (a read, then its atomic check-and-count), which halved throughput with Redis. limits
 still parses the limit strings. Without Redis, a synchronous in-process table with the same
