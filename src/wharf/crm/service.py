@@ -82,8 +82,13 @@ def _current(
 
 
 def create_company(conn: Connection, *, name: str) -> dict[str, Any]:
-    crud.name_free(conn, COMPANIES, name)
-    return crud.create(conn, COMPANIES, {"name": name})
+    return crud.create_unique(
+        conn,
+        COMPANIES,
+        {"name": name},
+        key=("name",),
+        refuse=lambda: crud.name_free(conn, COMPANIES, name),
+    )
 
 
 def change_company(

@@ -150,8 +150,13 @@ def find_by_name(conn: Connection, name: str) -> int | None:
 
 
 def create_factory(conn: Connection, *, name: str) -> dict[str, Any]:
-    crud.name_free(conn, FACTORIES, name)
-    row = crud.create(conn, FACTORIES, {"name": name})
+    row = crud.create_unique(
+        conn,
+        FACTORIES,
+        {"name": name},
+        key=("name",),
+        refuse=lambda: crud.name_free(conn, FACTORIES, name),
+    )
     row.update(_empty_summary())
     return row
 

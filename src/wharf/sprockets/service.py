@@ -90,8 +90,10 @@ def _unique(conn: Connection, dims: Dimensions, *, other_than: int | None = None
 
 
 def create_sprocket(conn: Connection, *, values: dict[str, Any]) -> dict[str, Any]:
-    _unique(conn, _dimensions(values))
-    return crud.create(conn, SPROCKETS, values)
+    dims = _dimensions(values)
+    return crud.create_unique(
+        conn, SPROCKETS, values, key=DIMENSIONS, refuse=lambda: _unique(conn, dims)
+    )
 
 
 def change_sprocket(

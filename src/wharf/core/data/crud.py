@@ -6,7 +6,7 @@ win, on SQLite or PostgreSQL, and a loser learns the current version instead of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -93,6 +94,40 @@ def create(conn: Connection, res: Resource, values: dict[str, Any]) -> dict[str,
         )
     except IntegrityError as exc:
         raise _integrity(res, exc) from exc
+    return dict(row)
+
+
+def create_unique(
+    conn: Connection,
+    res: Resource,
+    values: dict[str, Any],
+    *,
+    key: Sequence[str],
+    refuse: Callable[[], None],
+) -> dict[str, Any]:
+    """`create` for a row whose `key` columns are unique: `refuse` raises the 409 that names
+    the row already holding them, before the insert and again when a writer that committed
+    after that check took them. The insert skips on the key (ON CONFLICT DO NOTHING) rather
+    than failing: a failed statement aborts a PostgreSQL transaction, and the lookup that
+    names the holder could then not run. (SQLite's writers take turns, so there only the
+    first check ever finds it.)"""
+    refuse()
+    now = utcnow()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(res.model)
+        .values(**values, version=1, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=list(key))
+        .returning(*res.columns)
+    )
+    try:
+        row = conn.execute(statement).mappings().first()
+    except IntegrityError as exc:  # another constraint than the key
+        raise _integrity(res, exc) from exc
+    if row is None:
+        refuse()
+        # The holder was deleted again before the second look: still taken when we tried.
+        raise Conflict(f"The {res.label.lower()} conflicts with data changed concurrently.")
     return dict(row)
 
 

@@ -27,13 +27,13 @@ policy of a request is checked before any counts, so a request refused by one us
 
 Stores: with `redis_url`, one Lua script of ours (`stores.RedisStore`): every policy's check
 and count at once, atomic, on Redis's clock, in one round trip; the requests that arrive while
-a call is under way go together in the next call, counted exactly as one call each would be. limits' Redis
-storage was used before; it needs two round trips for a verdict plus the numbers the fields
-report (a read, then its atomic check-and-count), which halved throughput with Redis. limits
-still parses the limit strings. Without Redis, a synchronous in-process table with the same
-arithmetic: limits' own async memory storage costs 12-18 us a hit here (an asyncio lock per
-key, and a task per hit that rescans every key) against ~0.5 us, and the event loop already
-makes a read-and-increment with no await in between atomic. Measure with
+a call is under way go together in the next call, counted exactly as one call each would be.
+limits' Redis storage was used before; it needs two round trips for a verdict plus the numbers
+the fields report (a read, then its atomic check-and-count), which halved throughput with
+Redis. limits still parses the limit strings. Without Redis, a synchronous in-process table
+with the same arithmetic: limits' own async memory storage costs 12-18 us a hit here (an
+asyncio lock per key, and a task per hit that rescans every key) against ~0.5 us, and the event
+loop already makes a read-and-increment with no await in between atomic. Measure with
 `python -m bench.ratelimit_overhead`.
 
 When Redis fails the request is served unlimited (fail open: no 5xx, only the RateLimit-Policy
