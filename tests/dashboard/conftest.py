@@ -10,6 +10,7 @@ and then they fail.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from playwright.sync_api import (
     Request,
     Response,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 from sqlalchemy import Engine
@@ -185,12 +187,16 @@ def watched(tab: Page, watch: Watch) -> Page:
 
 
 def login(page: Page, site: Site, email: str | None = None, password: str | None = None) -> None:
-    """Log in through the form, as a person does, and wait for the first page."""
+    """Log in through the form, as a person does, and wait for the first page (the CRM),
+    rendered: a test that goes on with `page.goto` must not race the login's own navigation
+    (under CI's load, one such `goto` ended on the CRM page)."""
     page.goto("/")
     page.get_by_label("Email").fill(email or site.email)
     page.get_by_label("Password").fill(password or site.password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("button", name="Log out").wait_for()
+    expect(page).to_have_url(re.compile(r"#/crm$"))
+    expect(page.locator("#main .loading")).to_have_count(0)
 
 
 def accessible(page: Page) -> None:
