@@ -33,9 +33,11 @@ from sqlalchemy import Engine
 from bench.cert_data import account, keyring_env
 from bench.run import (
     LIST_PATH,
+    TURNS,
     Result,
     emit,
     ensure_pg_database,
+    in_turns,
     parse_wrk,
     results_table,
     server_name,
@@ -157,30 +159,6 @@ def slow_wrk(url: str, seconds: int) -> Result:
     return parse_wrk(out.stdout)
 
 
-TURNS = 3
-
-
-def _median(runs: list[Result]) -> Result:
-    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
-
-
-def in_turns(
-    chart: str, customers: str, headers: list[str], args: argparse.Namespace
-) -> tuple[Result, Result, float]:
-    """Chart-data and the customers list at `args.connections`, in turns on one server,
-    `TURNS` times: this machine's speed drifts by 2x within a minute, so the ratio of two runs
-    a minute apart measured the drift more than the endpoints. Each side's median run, and
-    the median of the turns' ratios."""
-    seconds = max(2, args.seconds // 2)
-    charts: list[Result] = []
-    lists: list[Result] = []
-    for _ in range(TURNS):
-        charts.append(wrk(chart, headers, seconds, args.connections))
-        lists.append(wrk(customers, headers, seconds, args.connections))
-    ratios = sorted(c.rps / c_list.rps for c, c_list in zip(charts, lists, strict=True))
-    return _median(charts), _median(lists), ratios[len(ratios) // 2]
-
-
 def chart_part(
     url: str, env: dict[str, str], factory_id: int, end: int, args: argparse.Namespace
 ) -> list[str]:
@@ -209,7 +187,8 @@ def chart_part(
             ).stdout
             wrk(target, auth, 2, args.connections)
             low = wrk(target, auth, args.seconds, args.p99_connections)
-            high, crm, share = in_turns(target, f"http://127.0.0.1:{port}{LIST_PATH}", auth, args)
+            customers = f"http://127.0.0.1:{port}{LIST_PATH}"
+            high, crm, share = in_turns((target, auth), (customers, auth), args)
         crm.name = "wharf: customers list, uncached"
         low.name = high.name = f"wharf: chart-data, {label}, uncached"
         lows.append(low)
