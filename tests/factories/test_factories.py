@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 
 from tests.conftest import UserFactory, auth, if_match
 from tests.factories.conftest import FACTORIES, Append, FactoryFactory
+from wharf.app import create_app
+from wharf.core.config import Settings
 from wharf.core.metrics import CACHE
 from wharf.factories.models import DailyRollup, HourlyRollup, Reading
 
@@ -118,6 +120,24 @@ def test_detail_has_the_seeds_chart_data_shape(
     assert (chart["bucket"], chart["points"]) == (None, 20)
     assert (chart["from"], chart["to"]) == (times[0], times[-1] + 1)
     assert body["readings"] == 20
+
+
+def test_a_detail_past_max_points_gives_the_smallest_bucket_that_fits(
+    client: TestClient, new_factory: FactoryFactory, append: Append
+) -> None:
+    # 1,500 readings a minute apart: more than the detail's default 1,000 points, so the
+    # smallest bucket that fits (5m: 300 buckets) is chosen, and the answer names it.
+    factory = new_factory()
+    start = 1_700_000_100  # a multiple of 300: every 5-minute bucket holds 5 readings
+    append(factory["id"], [(start + 60 * n, n % 7, 5) for n in range(1500)])
+
+    chart = client.get(url(factory["id"])).json()["chart_data"]
+
+    assert (chart["bucket"], chart["points"]) == ("5m", 300)
+    assert chart["time"] == [start + 300 * n for n in range(300)]
+    assert chart["sprocket_production_goal"] == [25] * 300
+    assert chart["sprocket_production_actual"][:2] == [0 + 1 + 2 + 3 + 4, 5 + 6 + 0 + 1 + 2]
+    assert sum(chart["sprocket_production_actual"]) == sum(n % 7 for n in range(1500))
 
 
 def test_replace_and_patch_need_the_current_version(
@@ -263,3 +283,36 @@ def test_cached_reads_are_fresh_after_every_write(
     assert client.delete(url(factory["id"])).status_code == 204
     assert client.get(FACTORIES).json()["total"] == 0
     assert client.get(chart).status_code == 404
+
+
+def test_a_write_on_one_worker_is_seen_by_the_others_cache(
+    settings: Settings, make_user: UserFactory
+) -> None:
+    # Two app instances on one database, each with its own memory cache (think: two worker
+    # processes without Redis): only the database's generation links them.
+    apps = [create_app(settings) for _ in "ab"]
+    _, token = make_user(role="admin")
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        for client in (a, b):
+            client.headers["Authorization"] = f"Bearer {token}"
+        factory = a.post(FACTORIES, json={"name": "Shared"}).json()
+        chart = f"{url(factory['id'])}/chart-data?bucket=1h"
+        reads = (FACTORIES, url(factory["id"]), chart)
+        for path in reads:  # b caches each answer: a miss, then a hit
+            b.get(path)
+        before = hits()
+        assert [b.get(path).status_code for path in reads] == [200] * 3
+        assert hits() == before + len(reads)
+
+        appended = a.post(
+            f"{url(factory['id'])}/readings", json=[{"time": 60, "actual": 4, "goal": 5}]
+        )
+        assert appended.status_code == 201, appended.text
+
+        listed, detail, hourly = (b.get(path).json() for path in reads)
+        assert listed["items"][0]["readings"] == 1
+        assert detail["chart_data"]["time"] == [60]
+        assert (hourly["sprocket_production_actual"], hourly["sprocket_production_goal"]) == (
+            [4],
+            [5],
+        )

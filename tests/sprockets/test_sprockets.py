@@ -50,6 +50,29 @@ def test_the_seeds_create_url_is_a_post_with_json(client: TestClient) -> None:
     datetime.fromisoformat(body["created_at"])
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/sprocket/create/5/6/4/7/",
+        "/api/sprocket/1/update/5/6/4/7/",
+        "/api/v1/sprocket/create/5/6/4/7/",
+        f"{SPROCKETS}/create/5/6/4/7/",
+        f"{SPROCKETS}/1/update/5/6/4/7/",
+    ],
+)
+def test_the_seeds_get_urls_that_wrote_are_gone(
+    client: TestClient, new_sprocket: SprocketFactory, path: str
+) -> None:
+    # A GET never writes: the seed's mutation URLs are 404 problems and change nothing.
+    sprocket = new_sprocket()
+
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert client.get(SPROCKETS).json()["items"] == [sprocket]
+
+
 def test_get_returns_what_create_returned(
     client: TestClient, new_sprocket: SprocketFactory
 ) -> None:
