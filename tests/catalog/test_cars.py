@@ -3,14 +3,18 @@ image fetched in the background through the outbound client."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
 
 from tests.catalog.conftest import drain
 from tests.catalog.imagefixtures import jpeg
 from tests.catalog.webserver import WebServer
 from tests.conftest import ids, if_match
+from wharf.catalog.models import Car
+from wharf.core.data.db import writing
 from wharf.core.work import Worker
 
 CARS = "/api/v1/cars"
@@ -127,6 +131,35 @@ def test_listing_filters_search_and_order(
     assert ids(client.get(CARS, params={"has_image": "true"}).json()) == [with_image["id"]]
     assert ids(client.get(CARS, params={"has_image": "false"}).json()) == [plain["id"]]
     assert client.get(CARS, params={"ordering": "colour"}).status_code == 422
+
+
+def test_ordering_by_id_and_created_at(client: TestClient, engine: Engine) -> None:
+    first, second, third, fourth = (_create(client, title=t)["id"] for t in "DCBA")
+    # Creation times out of id order (as after a restore), two of them equal.
+    made = {
+        first: datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+        second: datetime(2024, 1, 1, 9, 0, tzinfo=UTC),
+        third: datetime(2024, 2, 1, 9, 0, tzinfo=UTC),
+        fourth: datetime(2024, 1, 1, 9, 0, tzinfo=UTC),
+    }
+    with writing(engine) as conn:
+        for car_id, at in made.items():
+            conn.execute(update(Car).where(Car.id == car_id).values(created_at=at))
+
+    def order(ordering: str) -> list[int]:
+        page = client.get(CARS, params={"ordering": ordering}).json()
+        return ids(page)
+
+    assert order("id") == [first, second, third, fourth]
+    assert order("-id") == [fourth, third, second, first]
+    # Ties (second and fourth) go by id, ascending, whichever way the time sorts.
+    assert order("created_at") == [second, fourth, third, first]
+    assert order("-created_at") == [first, third, second, fourth]
+    assert order("-created_at,-id") == [first, third, fourth, second]
+    listed = client.get(CARS, params={"ordering": "created_at"}).json()["items"]
+    times = [datetime.fromisoformat(c["created_at"].replace("Z", "+00:00")) for c in listed]
+    assert times == sorted(made.values())
+    assert order("title") == [fourth, third, second, first]  # A, B, C, D: neither of the above
 
 
 def test_scopes(client: TestClient, read_only: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,51 @@ def test_a_csv_from_a_url_and_failures(cli_engine: Engine, web: WebServer) -> No
     refused = invoke("cars", "import", "http://169.254.169.254/cars.csv")
     assert refused.exit_code == 1
     assert "metadata" in refused.output
+
+
+# A terminal as rich detects one from the environment (the CliRunner's streams are no TTY).
+TERMINAL = {"TTY_COMPATIBLE": "1", "TERM": "xterm-256color", "COLUMNS": "100", "NO_COLOR": "1"}
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+BAR_LINE = re.compile(r"^(rows|images) +.*? (\d+|\?)/(\d+|\?) \d+:\d\d:\d\d$")
+
+
+def _bars(stderr: str) -> list[tuple[str, str, str]]:
+    """Each (task, completed, total) the progress display drew, in order."""
+    lines = re.split(r"[\r\n]", ESCAPES.sub("", stderr))
+    found = (BAR_LINE.match(line.strip()) for line in lines)
+    return [(m[1], m[2], m[3]) for m in found if m]
+
+
+def test_the_import_shows_a_progress_bar_over_rows_and_images(
+    cli_engine: Engine, tmp_path: Path, web: WebServer
+) -> None:
+    # One download at a time, 0.4 s each: the display redraws several times per image.
+    urls = [web.image(f"/p{i}.jpg", jpeg(64, 48, seed=i), delay=0.4) for i in range(3)]
+    csv = tmp_path / "cars.csv"
+    csv.write_text(
+        "title,image\n" + "".join(f"Car {i},{u}\n" for i, u in enumerate(urls)) + "Bare,\n"
+    )
+    env = {"WHARF_CARS_FETCH_CONCURRENCY": "1"}
+    result = runner.invoke(app, ["cars", "import", str(csv)], env={**env, **TERMINAL})
+    assert result.exit_code == 0, result.output
+    assert "\x1b[1A\x1b[2K" in result.stderr  # a live display: drawn over in place
+    bars = _bars(result.stderr)
+    rows = [(done, total) for task, done, total in bars if task == "rows"]
+    images = [(int(done), total) for task, done, total in bars if task == "images"]
+    assert rows[0] == ("0", "?")  # before the CSV is read
+    assert rows[-1] == ("4", "4")  # every row, with or without an image
+    counted = [done for done, total in images if total == "3"]  # the three images to fetch
+    assert counted[-1] == 3
+    assert counted == sorted(counted)  # it only moves forward
+    assert min(counted) < 3  # and was drawn while the downloads were going on
+    assert "Imported" in result.stdout  # the summary goes to stdout, the bar to stderr
+    assert _bars(result.stdout) == []
+
+    # Not a terminal: no redrawing, only the final state, once. Nothing to fetch this time.
+    again = runner.invoke(app, ["cars", "import", str(csv)], env={**env, "TTY_COMPATIBLE": "0"})
+    assert again.exit_code == 0, again.output
+    assert "\x1b" not in again.stderr
+    assert _bars(again.stderr) == [("rows", "4", "4"), ("images", "0", "0")]
 
 
 def test_thumbnails_rebuild_from_the_originals(

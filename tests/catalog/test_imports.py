@@ -8,14 +8,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyvips  # type: ignore[import-untyped]
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from tests.catalog.conftest import drain
 from tests.catalog.imagefixtures import jpeg
 from tests.catalog.webserver import Route, WebServer
 from wharf.catalog.importer import IMPORT_JOB
+from wharf.catalog.service import AVIF_JOB
 from wharf.core.work import Worker, jobs
+from wharf.core.work.models import Job
 
 IMPORTS = "/api/v1/cars/imports"
 
@@ -216,3 +219,41 @@ def test_reads_after_an_import_are_never_stale(
     after = client.get("/api/v1/cars/web").json()
     assert after["total"] == 1
     assert after["items"][0]["image"].endswith(".jpg")
+
+
+def test_avif_is_listed_only_once_its_job_has_made_it(
+    client: TestClient, engine: Engine, web: WebServer, worker: Worker
+) -> None:
+    image = web.image("/av.jpg", jpeg(1600, 1200))
+    record = _post_csv(client, f"title,image\nLater,{image}\n")
+    imports_only = Worker(
+        engine, [worker.handlers[IMPORT_JOB]], poll_seconds=0.01, lease_seconds=30
+    )
+    assert drain(imports_only) == 1
+    assert client.get(f"{IMPORTS}/{record['id']}").json()["status"] == "done"
+    with engine.connect() as conn:
+        waiting = conn.execute(select(Job.kind, Job.state).where(Job.kind != IMPORT_JOB)).all()
+    assert [tuple(j) for j in waiting] == [(AVIF_JOB, "pending")]
+    before = _cars(client)["Later"]
+    assert before["image_status"] == "ready"
+    for variant in ("web", "mobile"):
+        made = before["images"][variant]
+        assert made["avif"] is None  # JPEG and WebP now, AVIF not yet
+        for fmt in ("jpeg", "webp"):
+            assert client.get(made[fmt]).status_code == 200
+
+    assert drain(worker) == 1  # the AVIF job
+    after = _cars(client)["Later"]
+    assert after["version"] > before["version"]  # a new representation, a new ETag
+    for variant, size in (("web", (1024, 768)), ("mobile", (320, 240))):
+        made = after["images"][variant]
+        assert {f: made[f] for f in ("jpeg", "webp")} == {
+            f: before["images"][variant][f] for f in ("jpeg", "webp")
+        }
+        assert made["avif"].startswith("http://testserver/media/")
+        assert made["avif"].endswith(".avif")
+        served = client.get(made["avif"])
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "image/avif"
+        decoded = pyvips.Image.new_from_buffer(served.content, "")
+        assert (decoded.width, decoded.height) == size == (made["width"], made["height"])

@@ -1,5 +1,6 @@
 """A small web server on 127.0.0.1 for the catalog's tests: serves a table of routes (CSV
-files, images, redirects, errors, slow and endless answers) and counts every request."""
+files, images, redirects, errors, slow and endless answers), counts every request, and
+records how many were in flight at once, overall and per Host header."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ class WebServer:
     port: int
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    # By path: requests whose answer has begun (their delay is over).
+    answered: Counter[str] = field(default_factory=Counter)
+    # A request is in flight from its arrival until its answer begins: a client cannot have
+    # the whole answer, and so cannot count the request done, before then. By Host header.
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak_by_host: Counter[str] = field(default_factory=Counter)
+    peak_in_flight: int = 0
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -39,8 +47,9 @@ class WebServer:
         """The WHARF_OUTBOUND_ALLOW entry that lets Wharf reach this server."""
         return f"127.0.0.1:{self.port}"
 
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        """The URL of `path`, under another name of this server if `host` says so."""
+        return f"http://{host}:{self.port}{path}"
 
     def add(self, path: str, route: Route) -> str:
         self.routes[path] = route
@@ -58,6 +67,18 @@ class WebServer:
         with self.lock:
             return sum(self.hits.values())
 
+    def arrived(self, path: str, host: str) -> None:
+        with self.lock:
+            self.hits[path] += 1
+            self.in_flight[host] += 1
+            self.peak_by_host[host] = max(self.peak_by_host[host], self.in_flight[host])
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight.total())
+
+    def answering(self, path: str, host: str) -> None:
+        with self.lock:
+            self.in_flight[host] -= 1
+            self.answered[path] += 1
+
 
 def _handler(state: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -67,13 +88,16 @@ def _handler(state: WebServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            with state.lock:
-                state.hits[self.path] += 1
-            route = state.routes.get(self.path)
-            if route is None:
-                route = Route(status=404, body=b"not found", content_type="text/plain")
-            if route.delay:
-                time.sleep(route.delay)
+            host = self.headers.get("Host", "")
+            state.arrived(self.path, host)
+            try:
+                route = state.routes.get(self.path)
+                if route is None:
+                    route = Route(status=404, body=b"not found", content_type="text/plain")
+                if route.delay:
+                    time.sleep(route.delay)
+            finally:
+                state.answering(self.path, host)
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
             for name, value in route.headers:
