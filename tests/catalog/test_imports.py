@@ -71,6 +71,10 @@ def test_an_uploaded_csv_is_imported_in_the_background(
     assert cars["Item 2"]["description"] is None
     assert cars["Item 3"]["image_url"] is None
     assert cars["Item 3"]["images"] is None
+    # New cars are inserted in one batch: each row's report names its own car's id.
+    assert {e["title"]: e["car_id"] for e in record["report"]} == {
+        title: car["id"] for title, car in cars.items()
+    }
     listed = client.get(IMPORTS).json()
     assert listed["items"][0]["id"] == record["id"]
     assert "report" not in listed["items"][0]

@@ -36,6 +36,11 @@ def test_put_stores_under_the_content_hash(store: LocalStorage, tmp_path: Path) 
     assert store.exists(key)
 
 
+def test_a_digest_the_caller_has_names_the_same_key(store: LocalStorage) -> None:
+    assert store.put(DATA, suffix=".jpg", digest=DIGEST) == KEY == key_for(DATA, ".jpg", DIGEST)
+    assert store.read(KEY) == DATA
+
+
 def test_the_same_bytes_are_not_written_again(store: LocalStorage) -> None:
     key = store.put(DATA, suffix=".jpg")
     before = os.stat(store.path(key))

@@ -301,9 +301,12 @@ def _write(
     # since the plan was made, and the counts must say what this transaction did.
     existing = _existing(conn, None if sync else [row.title for row in parsed.rows])
     new_images = {r.sha256: r for r in results.values() if isinstance(r, Stored)}
-    for image in new_images.values():
-        service.save_image(conn, image.row())
+    service.save_images(conn, [image.row() for image in new_images.values()])
     released: list[str] = []
+    # New cars are inserted together after the loop (one batched statement, not a round trip
+    # each); their entries get their ids then.
+    to_create: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    pending: list[tuple[dict[str, Any], str | None]] = []  # images fetched by a job of their own
     for row in parsed.rows:
         car = existing.get(row.title)
         values, image_note, problem = _image_of(row, car, results)
@@ -314,8 +317,8 @@ def _write(
         if problem is not None:
             entry["problems"] = [{"column": "image", "reason": problem}]
         if car is None:
-            created = crud.create(conn, service.CARS, {"title": row.title, **values})
-            entry.update(action="created", car_id=created["id"])
+            to_create.append((entry, {"title": row.title, **values}))
+            entry["action"] = "created"
         elif any(car[k] != v for k, v in values.items()):
             conn.execute(
                 update(Car)
@@ -330,7 +333,12 @@ def _write(
         counts[entry["action"]] += 1
         report.append(entry)
         if values["image_pending"]:
-            enqueue(conn, service.IMAGE_JOB, {"car_id": entry["car_id"], "image_url": row.image})
+            pending.append((entry, row.image))
+    created = crud.create_many(conn, service.CARS, [values for _, values in to_create])
+    for (entry, _), new_car in zip(to_create, created, strict=True):
+        entry["car_id"] = new_car["id"]
+    for entry, image_url in pending:
+        enqueue(conn, service.IMAGE_JOB, {"car_id": entry["car_id"], "image_url": image_url})
     for earlier, later in parsed.superseded:
         counts["superseded"] += 1
         report.append({"row": earlier, "action": "superseded", "by_row": later})

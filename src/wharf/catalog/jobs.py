@@ -88,7 +88,7 @@ class ImageHandler(_Base):
                 if isinstance(result, Failure):
                     values: dict[str, Any] = {"image_error": result.reason}
                 else:
-                    service.save_image(conn, result.row())
+                    service.save_images(conn, [result.row()])
                     values = {"image_sha256": result.sha256, "image_error": None}
                 # Only if the car still wants this image: a later change has its own job.
                 changed = conn.execute(

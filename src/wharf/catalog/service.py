@@ -8,7 +8,7 @@ rows at once, in its own job (`catalog.importer`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, SQLColumnExpression, bindparam, delete, func, select
@@ -248,14 +248,16 @@ def keys_in_use(conn: Connection, keys: Collection[str]) -> set[str]:
     return named & set(keys)
 
 
-def save_image(conn: Connection, image: dict[str, Any]) -> None:
-    """Store an image row unless it is there already (same bytes, same sha256)."""
+def save_images(conn: Connection, images: Sequence[dict[str, Any]]) -> None:
+    """Store image rows, each unless it is there already (same bytes, same sha256), in one
+    statement batched by the driver."""
+    if not images:
+        return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     now = utcnow()
     conn.execute(
-        dialect.insert(CarImage)
-        .values(**image, created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["sha256"])
+        dialect.insert(CarImage).on_conflict_do_nothing(index_elements=["sha256"]),
+        [{**image, "created_at": now, "updated_at": now} for image in images],
     )
 
 

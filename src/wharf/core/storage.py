@@ -42,9 +42,10 @@ _TEMP_PREFIX = ".part-"  # never a key's shape, so a crashed write is never serv
 class Storage(Protocol):
     """Where content-addressed files live. Keys are what `put` returned."""
 
-    def put(self, data: bytes, *, suffix: str) -> str:
+    def put(self, data: bytes, *, suffix: str, digest: str | None = None) -> str:
         """Store `data` under its content-hashed key and return the key. Idempotent: the same
-        bytes give the same key, and a key already stored is not written again."""
+        bytes give the same key, and a key already stored is not written again. `digest` is
+        the caller's sha256 (hex) of these very bytes, when it has one: not hashed again."""
         ...
 
     def delete(self, key: str) -> None:
@@ -58,12 +59,13 @@ class Storage(Protocol):
         ...
 
 
-def key_for(data: bytes, suffix: str) -> str:
-    """The key `put` stores `data` under."""
+def key_for(data: bytes, suffix: str, digest: str | None = None) -> str:
+    """The key `put` stores `data` under (`digest`: its sha256, if already known)."""
     if suffix not in SUFFIXES:
         allowed = ", ".join(sorted(SUFFIXES))
         raise ValueError(f"cannot store a {suffix!r} file; the suffixes are {allowed}")
-    digest = hashlib.sha256(data).hexdigest()
+    if digest is None:
+        digest = hashlib.sha256(data).hexdigest()
     return f"{digest[:2]}/{digest[2:4]}/{digest}{suffix}"
 
 
@@ -107,8 +109,8 @@ class LocalStorage:
             raise ValueError("not a storage key")
         return self.root / key
 
-    def put(self, data: bytes, *, suffix: str) -> str:
-        key = key_for(data, suffix)
+    def put(self, data: bytes, *, suffix: str, digest: str | None = None) -> str:
+        key = key_for(data, suffix, digest)
         target = self.path(key)
         if target.is_file():
             return key  # same name, same bytes: nothing to write

@@ -97,6 +97,22 @@ def create(conn: Connection, res: Resource, values: dict[str, Any]) -> dict[str,
     return dict(row)
 
 
+def create_many(
+    conn: Connection, res: Resource, rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`create` for many rows (each with the same columns), in the order given. One statement
+    batched by the driver, not a round trip a row: an import of 200 cars on PostgreSQL."""
+    if not rows:
+        return []
+    now = utcnow()
+    params = [{**values, "version": 1, "created_at": now, "updated_at": now} for values in rows]
+    statement = insert(res.model).returning(*res.columns, sort_by_parameter_order=True)
+    try:
+        return [dict(row) for row in conn.execute(statement, params).mappings()]
+    except IntegrityError as exc:
+        raise _integrity(res, exc) from exc
+
+
 def create_unique(
     conn: Connection,
     res: Resource,
